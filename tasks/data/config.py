@@ -1,0 +1,103 @@
+"""Typed schema of the `data:` section: one place for every default of the data-preparation stage."""
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "hh_rlhf", "kto"]
+PiiType = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "CREDENTIAL", "URL_CREDENTIALS", "PERSON"]
+PiiAction = Literal["redact", "drop", "keep"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One input: a file, a folder of files, an HF dataset saved with `save_to_disk`, or a hub name."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    path: str
+    format: Format = "auto"
+    license: str | None = None  # SPDX id; None -> dataset card metadata, else "unknown"
+    weight: float = Field(1.0, ge=0.0)  # <1 keeps a seeded fraction, >1 repeats training rows
+    split: str = "train"  # split to read from an HF DatasetDict / hub dataset
+    max_rows: int | None = Field(None, ge=1)  # read at most this many rows (quick runs)
+
+
+class DedupConfig(_Strict):
+    """Exact duplicates on NFKC + casefold + collapsed-whitespace text."""
+
+    enabled: bool = True
+
+
+class NearDedupConfig(_Strict):
+    """MinHash LSH near-duplicate removal (datasketch); the first row of each cluster is kept."""
+
+    enabled: bool = True
+    shingle_size: int = Field(5, ge=1)  # word n-gram size; smaller = more sensitive, slower
+    num_perm: int = Field(64, ge=16)  # more permutations = more accurate Jaccard estimate, slower
+    threshold: float = Field(0.8, gt=0.0, lt=1.0)  # estimated Jaccard at or above which rows are duplicates
+    max_clusters_in_report: int = 100
+
+
+class PiiConfig(_Strict):
+    """Detect PII with presidio pattern recognizers (no model download); redact, drop or keep per type."""
+
+    enabled: bool = True
+    default_action: PiiAction = "redact"
+    actions: dict[PiiType, PiiAction] = Field(default_factory=dict)  # per-type override of default_action
+    names: Literal["auto", "off", "required"] = "auto"  # PERSON via spaCy NER: auto = only if the model is installed
+    spacy_model: str = "en_core_web_sm"
+
+    def action(self, pii_type: str) -> PiiAction:
+        return self.actions.get(pii_type, self.default_action)  # type: ignore[arg-type]
+
+
+class LicenseConfig(_Strict):
+    """License gate: each source's SPDX id must be allowed by the policy before anything is read."""
+
+    policy: Literal["commercial", "research"] = "commercial"  # research also allows NonCommercial licenses
+    allow: list[str] = Field(default_factory=list)  # extra SPDX ids to allow
+    block: list[str] = Field(default_factory=list)  # SPDX ids to block even if the policy allows them
+    allow_unknown: bool = False  # a source without any license is blocked unless this is set
+
+
+class DecontaminationConfig(_Strict):
+    """Drop training rows that share a long word n-gram with an evaluation benchmark."""
+
+    enabled: bool = True
+    benchmarks_dir: str = "../shared/data"
+    benchmarks: list[Literal["mmlu", "truthfulqa"]] = Field(default_factory=lambda: ["mmlu", "truthfulqa"])
+    ngram: int = Field(13, ge=3)  # shorter = more aggressive (more false positives)
+    required: bool = False  # True: a missing benchmark file is an error instead of a report note
+
+
+class ValidationConfig(_Strict):
+    """great-expectations suite run on the kept rows; a failure raises ValidationFailed."""
+
+    enabled: bool = True
+    min_tokens: int = Field(1, ge=0)
+    max_tokens: int = Field(8192, ge=1)  # per row (prompt + reply), tokenizer tokens or whitespace words
+    data_docs: bool = True  # build the HTML data docs under out_dir
+
+
+class DataConfig(_Strict):
+    """The whole data-preparation stage."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+    on_bad_row: Literal["error", "skip"] = "error"  # skip = quarantine malformed rows instead of failing
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    license: LicenseConfig = Field(default_factory=LicenseConfig)
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> "DataConfig":
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError(f"source names must be unique, got {names}")
+        return self

@@ -1,0 +1,54 @@
+"""Text views of a normalised row shared by dedup, PII and decontamination."""
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w+")
+
+
+def fields(row: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
+    """(key, message index, text) for every free-text field of a row, in a fixed order."""
+    for i, m in enumerate(row["messages"]):
+        yield "messages", i, m["content"]
+    for key in ("chosen", "rejected", "text"):
+        if key in row:
+            yield key, None, row[key]
+
+
+def map_fields(row: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of the row with `fn` applied to every free-text field."""
+    out = dict(row)
+    out["messages"] = [{"role": m["role"], "content": fn(m["content"])} for m in row["messages"]]
+    for key in ("chosen", "rejected", "text"):
+        if key in row:
+            out[key] = fn(row[key])
+    return out
+
+
+def normalise_text(s: str) -> str:
+    """NFKC + casefold + collapsed whitespace: the form two rows must share to be exact duplicates."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", s).casefold()).strip()
+
+
+def canonical(row: dict[str, Any]) -> str:
+    """The whole row as one normalised string; roles and field names take part so structure counts."""
+    parts = [f"{m['role']}: {m['content']}" for m in row["messages"]]
+    parts += [f"{key}: {row[key]}" for key in ("chosen", "rejected", "text") if key in row]
+    if "label" in row:
+        parts.append(f"label: {row['label']}")
+    return normalise_text("\n".join(parts))
+
+
+def words(s: str) -> list[str]:
+    """Lower-cased word tokens (punctuation dropped) used for shingles and benchmark n-grams."""
+    return _WORD.findall(s.casefold())
+
+
+def token_count(row: dict[str, Any], tokenizer: Any = None) -> int:
+    """Length of a row in tokenizer tokens, or whitespace words without a tokenizer."""
+    texts = [t for _, _, t in fields(row)]
+    if tokenizer is None:
+        return sum(len(t.split()) for t in texts)
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
