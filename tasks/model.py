@@ -93,3 +93,17 @@ def load_model(name_or_path: str, dtype: str = "float32", trust_remote_code: boo
 
 if __name__ == "__main__":  # `make setup` runs this once so the first pipeline run starts warm
     print(f"embedded model ready at {embedded_model_dir()}")
+
+
+def load_tuned(base: str, tokenizer_dir: str, adapter_dir: str, dtype: str = "float32",
+               trust_remote_code: bool = False):
+    """Base model + vocabulary extension + adapter, merged into a plain model for evaluation and serving."""
+    from peft import PeftModel
+
+    from tasks.vocab import apply_extension
+
+    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
+    model = load_model(base, dtype, trust_remote_code)
+    apply_extension(model, tokenizer, Path(tokenizer_dir))
+    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model, tokenizer

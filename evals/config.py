@@ -1,0 +1,31 @@
+"""Evaluation section of the config."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from evals.drift import DriftConfig
+from tasks.schema import Section
+
+
+class BenchmarkConfig(Section):
+    enabled: bool = True
+    data_dir: Path = Path("../shared/data")
+    """Folder holding mmlu/{dev,test}/*.csv and truthfulqa/TruthfulQA.csv."""
+    mmlu_per_subject: int | None = Field(2, gt=0)  # questions sampled per subject (57 subjects); null = all
+    mmlu_forms: list[Literal["letter", "cloze"]] = ["letter", "cloze"]  # cloze gives signal on small models
+    num_fewshot: int = Field(0, ge=0, le=5)
+    truthfulqa_limit: int | None = Field(100, gt=0)  # questions sampled; null = all 817
+    batch_size: int = Field(16, gt=0)
+    seed: int = 0
+
+
+class EvalConfig(Section):
+    perplexity: bool = True
+    perplexity_max_rows: int | None = Field(200, gt=0)
+    benchmarks: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    sample_generations: int = Field(4, ge=0)  # validation prompts answered by base and tuned, side by side
+    max_new_tokens: int = Field(96, gt=0)

@@ -1,0 +1,44 @@
+"""Perplexity of a causal LM on chat rows, counted on assistant tokens (what the model was tuned to say)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm import tqdm
+
+
+@torch.no_grad()
+def chat_perplexity(model, tokenizer, rows: list[list[dict]], max_length: int = 1024, batch_size: int = 8,
+                    chat_template: str | None = None) -> float:
+    """exp(mean NLL) over assistant tokens of all rows. `chat_template` must carry generation markers."""
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    for i in tqdm(range(0, len(rows), batch_size), desc="perplexity", leave=False):
+        batch = rows[i:i + batch_size]
+        enc = tokenizer.apply_chat_template(
+            batch, chat_template=chat_template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+            padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+        )
+        labels = enc["input_ids"].clone()
+        labels[enc["assistant_masks"] == 0] = -100
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += int((shift_labels != -100).sum())
+    if total_tokens == 0:
+        raise ValueError("no assistant tokens to score")
+    return math.exp(total_nll / total_tokens)
+
+
+@torch.no_grad()
+def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 96) -> list[str]:
+    """Greedy replies, one per prompt (list of messages ending with a user turn)."""
+    model.eval()
+    out = []
+    for messages in prompts:
+        enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        out.append(tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return out

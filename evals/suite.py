@@ -1,0 +1,71 @@
+"""Score one model on the configured suite: lm-eval benchmarks + held-out perplexity.
+
+The same function scores the base and the tuned model on the same items, so the drift gate can pair
+them item by item.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from evals.benchmarks import run_lm_eval, write_mmlu_tasks, write_truthfulqa_tasks
+from evals.config import BenchmarkConfig, EvalConfig
+from evals.perplexity import chat_perplexity
+
+
+class Scores(BaseModel):
+    means: dict[str, float]
+    per_item_path: Path | None = None
+
+    def per_item(self) -> dict[str, np.ndarray]:
+        if self.per_item_path is None:
+            return {}
+        with np.load(self.per_item_path) as data:
+            return {k: data[k] for k in data.files}
+
+
+def write_benchmark_tasks(cfg: BenchmarkConfig, out_dir: Path) -> list[str]:
+    """Convert the local benchmark files (on the configured subset) into lm-eval tasks under out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    if cfg.mmlu_forms:
+        tasks += write_mmlu_tasks(cfg.data_dir, out_dir, cfg.mmlu_per_subject, cfg.num_fewshot, cfg.seed, cfg.mmlu_forms)
+    tasks += write_truthfulqa_tasks(cfg.data_dir, out_dir, cfg.truthfulqa_limit, cfg.seed)
+    return tasks
+
+
+def read_messages(path: Path, limit: int | None) -> list[list[dict]]:
+    rows = []
+    with open(path) as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("messages") and row["messages"][-1]["role"] == "assistant":
+                rows.append(row["messages"])
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+def score_model(model, tokenizer, cfg: EvalConfig, tasks_dir: Path | None, tasks: list[str],
+                validation_path: Path | None, chat_template: str | None, out_dir: Path) -> Scores:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    means: dict[str, float] = {}
+    per_item: dict[str, np.ndarray] = {}
+    if cfg.perplexity and validation_path is not None:
+        rows = read_messages(validation_path, cfg.perplexity_max_rows)
+        if rows:
+            means["perplexity"] = chat_perplexity(model, tokenizer, rows, chat_template=chat_template)
+    if cfg.benchmarks.enabled and tasks:
+        result = run_lm_eval(model, tokenizer, tasks_dir, tasks, cfg.benchmarks.batch_size)
+        means.update(result["means"])
+        per_item.update(result["per_item"])
+    per_item_path = None
+    if per_item:
+        per_item_path = out_dir / "per_item.npz"
+        np.savez(per_item_path, **per_item)
+    scores = Scores(means=means, per_item_path=per_item_path)
+    (out_dir / "scores.json").write_text(scores.model_dump_json(indent=1))
+    return scores

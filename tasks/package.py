@@ -1,0 +1,66 @@
+"""Package stage: adapter folder + model card + manifest; registered in MLflow only when the gate passed."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from prefect import task
+from pydantic import BaseModel
+
+from tasks.packaging.card import write_model_card
+from tasks.packaging.manifest import write_manifest
+from tasks.packaging.promote import promote
+from tasks.packaging.pyfunc import save_pyfunc
+from tasks.stage import RunRef, STAGE_CACHE, transient_only
+
+
+class PackageResult(BaseModel):
+    package_dir: Path
+    registered_model: str | None = None
+    version: str | None = None
+    aliases: list[str] = []
+
+
+@task(name="package", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=transient_only)
+def package(cfg, model_cfg, adapter_dir: Path, tokenizer_dir: Path, tokenizer_added: list[str], data, evaluation,
+            config: dict, out_dir: Path, run: RunRef) -> PackageResult:
+    """Write the adapter package; register and promote it only when the drift gate passed."""
+    out_dir = Path(out_dir)
+    pkg = out_dir / "adapter"
+    shutil.rmtree(pkg, ignore_errors=True)
+    shutil.copytree(adapter_dir, pkg)
+    if tokenizer_added:
+        shutil.copytree(tokenizer_dir, pkg / "tokenizer")
+    write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model_cfg.name_or_path,
+                     method=config["train"]["method"], config=config["train"],
+                     data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
+                     evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=tokenizer_added)
+    write_manifest(pkg)
+
+    logger = run.logger()
+    logger.log_artifacts(pkg, "adapter")
+    result = PackageResult(package_dir=pkg)
+    if not (cfg.register and evaluation.verdict.passed):
+        return result
+
+    mlflow_dir = out_dir / "mlflow_model"
+    shutil.rmtree(mlflow_dir, ignore_errors=True)
+    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model_cfg.name_or_path, model_cfg.dtype)
+    logger.log_artifacts(mlflow_dir, "model")
+    client = logger.client
+    name = cfg.registered_model_name
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name, description="Adapters produced by the tuneforge finetune flow")
+    source = f"{client.get_run(run.run_id).info.artifact_uri}/model"
+    version = client.create_model_version(name, source, run_id=run.run_id, tags={
+        "method": config["train"]["method"], "data_digest": data.digest, "base_model": model_cfg.name_or_path})
+    actions = promote(client, name, version.version, evaluation.tuned, evaluation.verdict.passed,
+                      champion_metrics=list(cfg.champion_metrics),
+                      higher_is_better={k: v == "max" for k, v in cfg.champion_metrics.items()})
+    logger.set_tags({"registered_model": name, "registered_version": version.version})
+    result.registered_model, result.version = name, version.version
+    result.aliases = actions["aliases"]
+    logger.set_tags({"promotion": actions["reason"]})
+    return result

@@ -1,0 +1,36 @@
+"""MLflow pyfunc flavour for an adapter: the registry stores the adapter and a reference to its base model.
+
+Logging the base weights with every version would copy hundreds of MB per run; the base is re-loaded
+from its reference (HF id or local path) at load time, as MLflow's PEFT guidance recommends.
+"""
+from __future__ import annotations
+
+import mlflow
+
+
+class AdapterModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        from tasks.model import load_tuned, resolve
+
+        cfg = context.model_config
+        self.max_new_tokens = int(cfg.get("max_new_tokens", 128))
+        self.model, self.tokenizer = load_tuned(resolve(cfg["base_model"]), context.artifacts["tokenizer"],
+                                                context.artifacts["adapter"], cfg.get("dtype", "float32"))
+
+    def predict(self, context, model_input, params=None):
+        """Greedy chat replies for a list of prompts (or a DataFrame with a `prompt` column)."""
+        from evals.perplexity import generate_replies
+
+        prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else list(model_input)
+        messages = [[{"role": "user", "content": p}] for p in prompts]
+        n = int((params or {}).get("max_new_tokens", self.max_new_tokens))
+        return generate_replies(self.model, self.tokenizer, messages, n)
+
+
+def save_pyfunc(path, adapter_dir, tokenizer_dir, base_model: str, dtype: str) -> None:
+    mlflow.pyfunc.save_model(
+        path=str(path), python_model=AdapterModel(),
+        artifacts={"adapter": str(adapter_dir), "tokenizer": str(tokenizer_dir)},
+        model_config={"base_model": base_model, "dtype": dtype, "max_new_tokens": 128},
+        pip_requirements=["tuneforge", "torch==2.13.0", "transformers==5.23.0", "peft==0.21.2"],
+    )

@@ -1,0 +1,61 @@
+"""What every Prefect stage task shares: the cache policy, the transient-failure rule, the run handle.
+
+Stages cache on their inputs and source, plus whether the paths they were given still exist: a re-run
+after a failure skips finished stages, but a deleted output folder forces the stage to run again.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
+from pydantic import BaseModel
+
+from tasks.tracking import RunLogger
+
+
+class RunRef(BaseModel):
+    """Small, serialisable pointer to the pipeline's MLflow run (tasks pass this, never clients)."""
+
+    run_id: str
+    tracking_uri: str
+
+    def logger(self) -> RunLogger:
+        return RunLogger(self.run_id, self.tracking_uri)
+
+
+def _paths(value, found: list[Path]) -> None:
+    if isinstance(value, Path):
+        found.append(value)
+    elif isinstance(value, BaseModel):
+        _paths(dict(value), found)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _paths(v, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _paths(v, found)
+
+
+def _paths_exist(context, inputs: dict) -> str:
+    found: list[Path] = []
+    _paths(inputs, found)
+    flags = sorted(f"{p}={p.exists()}" for p in found)
+    return hashlib.sha256("|".join(flags).encode()).hexdigest()
+
+
+STAGE_CACHE = INPUTS + TASK_SOURCE + CachePolicy.from_cache_key_fn(_paths_exist)
+
+_TRANSIENT = (ConnectionError, TimeoutError)
+
+
+def transient_only(task, task_run, state) -> bool:
+    """Retry network and tracking-server hiccups; never a bad config, bad data or out-of-memory."""
+    try:
+        state.result()
+    except _TRANSIENT:
+        return True
+    except Exception as err:  # MLflow wraps HTTP failures; look at the cause chain
+        cause = err.__cause__ or err.__context__
+        return isinstance(cause, _TRANSIENT)
+    return False

@@ -1,0 +1,42 @@
+"""Trainer callback that streams per-step metrics to the pipeline's MLflow run."""
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+from transformers import TrainerCallback
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class MLflowMetrics(TrainerCallback):
+    """Logs loss, learning rate, grad norm, non-padding tokens/s and peak memory at every logging step.
+
+    Written by hand rather than using transformers' MLflowCallback because that one opens its own run
+    through the fluent API and logs every TrainingArguments field; here the run is the pipeline's.
+    """
+
+    def __init__(self, logger, prefix: str = "train/"):
+        self.logger, self.prefix = logger, prefix
+        self._last: tuple[float, float] | None = None  # (time, tokens) at the previous log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = (time.perf_counter(), 0 if state.global_step == 0 else None)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        metrics = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        now = time.perf_counter()
+        tokens = logs.get("num_tokens")
+        if tokens is not None and self._last and self._last[1] is not None and now > self._last[0]:
+            metrics["tokens_per_second"] = (tokens - self._last[1]) / (now - self._last[0])
+        self._last = (now, tokens)
+        metrics["peak_memory_mb"] = peak_memory_mb()
+        if self.logger is not None:
+            self.logger.log_metrics({self.prefix + k: v for k, v in metrics.items()}, step=state.global_step)
