@@ -8,8 +8,8 @@ import pytest
 from evals.compare import compare_runs, differing_params, main
 
 
-def _log_run(name: str, lr: float, losses: list[float], acc: float) -> str:
-    with mlflow.start_run(run_name=name) as run:
+def _log_run(experiment_id: str, name: str, lr: float, losses: list[float], acc: float) -> str:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params({"lr": lr, "seed": 0, "method": "lora|qlora" if name == "b" else "lora"})
         for step, loss in enumerate(losses):
             mlflow.log_metric("train_loss", loss, step=step)
@@ -19,8 +19,9 @@ def _log_run(name: str, lr: float, losses: list[float], acc: float) -> str:
 
 @pytest.fixture()
 def two_runs(mlflow_uri):
-    mlflow.set_experiment("compare-test")
-    return _log_run("a", 1e-4, [2.0, 1.5, 1.2], 0.31), _log_run("b", 3e-4, [2.0, 1.3, 0.9], 0.29)
+    # an explicit experiment id, not mlflow.set_experiment: that one leaks into later tests' fresh DBs
+    exp = mlflow.create_experiment("compare-test")
+    return _log_run(exp, "a", 1e-4, [2.0, 1.5, 1.2], 0.31), _log_run(exp, "b", 3e-4, [2.0, 1.3, 0.9], 0.29)
 
 
 def test_compare_writes_table_naming_both_runs(two_runs, tmp_path):

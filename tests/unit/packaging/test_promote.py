@@ -16,7 +16,9 @@ def client(mlflow_uri):
 
 
 def _register(client, metrics: dict[str, float]) -> str:
-    with mlflow.start_run() as run:
+    # an explicit experiment, so an active experiment id left by another test cannot leak in
+    exp = client.get_experiment_by_name("promote-test") or client.get_experiment(client.create_experiment("promote-test"))
+    with mlflow.start_run(experiment_id=exp.experiment_id) as run:
         mlflow.log_metrics(metrics)
     return client.create_model_version(NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id).version
 
