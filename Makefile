@@ -27,11 +27,11 @@ pipeline: setup  ## fine-tune, evaluate, gate and register with CONF (key=value 
 	mkdir -p runs
 	$(PY) -m flows.finetune $(CONF) $(ARGS)
 
-test: setup  ## unit tests + one end-to-end run on the real model
-	$(PY) -m pytest -m "not slow" -q
+test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit 5, no tests, is a failure)
+	$(PY) -m pytest -m "not slow" -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
 
 test-all: setup  ## also the slow per-method real-model runs
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
 
 bench: setup  ## throughput and memory benchmarks (results printed as JSON)
 	$(PY) bench/bench_data.py

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tasks.config import ConfigError, PipelineConfig, load_config
@@ -19,7 +19,7 @@ from tasks.extend_tokenizer import extend_tokenizer
 from tasks.model import resolve
 from tasks.package import package
 from tasks.prepare_data import prepare_data
-from tasks.stage import RunRef
+from tasks.stage import RunRef, run_stage
 from tasks.tracking import RunLogger, tracking_uri
 from tasks.train import train
 
@@ -28,7 +28,7 @@ class DriftGateFailed(RuntimeError):
     pass
 
 
-@flow(name="finetune", log_prints=True)
+@flow(name="finetune")
 def finetune(config: PipelineConfig) -> dict:
     uri = tracking_uri(config.tracking.tracking_uri, config.run_root)
     logger, resumed = RunLogger.start_or_resume(uri, config.tracking.experiment, config.run_name, config.digest(),
@@ -37,20 +37,20 @@ def finetune(config: PipelineConfig) -> dict:
     run_dir = (config.run_root / "runs" / logger.run_id).resolve()
     logger.log_params(config.flat())
     logger.set_tags({"prefect.flow_run_id": flow_run.get_id() or "", "run_dir": str(run_dir)})
-    print(f"MLflow run {logger.run_id} ({'resumed' if resumed else 'new'}), outputs under {run_dir}")
+    get_run_logger().info(f"MLflow run {logger.run_id} ({'resumed' if resumed else 'new'}), outputs under {run_dir}")
     m = config.model
     try:
         base = resolve(m.name_or_path)
-        data = prepare_data(config.data, run_dir / "data", run, tokenizer_path=base)
-        vocab = extend_tokenizer(config.tokenizer, base, data.train_path, run_dir / "tokenizer", run,
-                                 m.trust_remote_code)
-        trained = train.with_options(timeout_seconds=config.train.timeout_minutes * 60)(
-            config.train, base, vocab.tokenizer_dir, data.train_path, run_dir / "train", run,
-            config.seed, m.dtype, m.trust_remote_code)
-        evaluation = evaluate(config.eval, base, vocab.tokenizer_dir, trained.adapter_dir, data.validation_path,
-                              run_dir / "eval", run, m.dtype, m.trust_remote_code)
-        packaged = package(config.package, m, trained.adapter_dir, vocab.tokenizer_dir, vocab.added, data,
-                           evaluation, config.model_dump(mode="json"), run_dir / "package", run)
+        data = run_stage(prepare_data, config.data, run_dir / "data", run, tokenizer_path=base)
+        vocab = run_stage(extend_tokenizer, config.tokenizer, base, data.train_path, run_dir / "tokenizer", run,
+                          m.trust_remote_code)
+        trained = run_stage(train.with_options(timeout_seconds=config.train.timeout_minutes * 60), config.train,
+                            base, vocab.tokenizer_dir, data.train_path, run_dir / "train", run, config.seed, m.dtype,
+                            m.trust_remote_code)
+        evaluation = run_stage(evaluate, config.eval, base, vocab.tokenizer_dir, trained.adapter_dir,
+                               data.validation_path, run_dir / "eval", run, m.dtype, m.trust_remote_code)
+        packaged = run_stage(package, config.package, m, trained.adapter_dir, vocab.tokenizer_dir, vocab.added, data,
+                             evaluation, config.model_dump(mode="json"), run_dir / "package", run)
     except BaseException as err:
         logger.finish(False, reason=f"{type(err).__name__}: {err}"[:5000])
         raise

@@ -31,7 +31,7 @@ class ModelConfig(Section):
 
 class PackageConfig(Section):
     registered_model_name: str = "tuneforge-adapter"
-    register: bool = True
+    register_model: bool = True
     """Register in the MLflow Model Registry when the drift gate passes."""
     champion_metrics: dict[str, Literal["max", "min"]] = {"perplexity": "min"}
     """A passing version becomes `champion` when no worse on all of these and better on one."""

@@ -42,7 +42,7 @@ def package(cfg, model_cfg, adapter_dir: Path, tokenizer_dir: Path, tokenizer_ad
     logger = run.logger()
     logger.log_artifacts(pkg, "adapter")
     result = PackageResult(package_dir=pkg)
-    if not (cfg.register and evaluation.verdict.passed):
+    if not (cfg.register_model and evaluation.verdict.passed):
         return result
 
     mlflow_dir = out_dir / "mlflow_model"
@@ -60,7 +60,7 @@ def package(cfg, model_cfg, adapter_dir: Path, tokenizer_dir: Path, tokenizer_ad
                       champion_metrics=list(cfg.champion_metrics),
                       higher_is_better={k: v == "max" for k, v in cfg.champion_metrics.items()})
     logger.set_tags({"registered_model": name, "registered_version": version.version})
-    result.registered_model, result.version = name, version.version
+    result.registered_model, result.version = name, str(version.version)
     result.aliases = actions["aliases"]
     logger.set_tags({"promotion": actions["reason"]})
     return result

@@ -1,7 +1,8 @@
 """What every Prefect stage task shares: the cache policy, the transient-failure rule, the run handle.
 
-Stages cache on their inputs and source, plus whether the paths they were given still exist: a re-run
-after a failure skips finished stages, but a deleted output folder forces the stage to run again.
+Stages cache on their inputs and source, plus whether the input paths they were given still exist (the
+stage's own `out_dir` is left out: it exists only after the first run). A re-run after a failure skips
+finished stages; `run_stage` re-runs a stage whose cached result points at files that were deleted.
 """
 from __future__ import annotations
 
@@ -39,12 +40,22 @@ def _paths(value, found: list[Path]) -> None:
 
 def _paths_exist(context, inputs: dict) -> str:
     found: list[Path] = []
-    _paths(inputs, found)
+    _paths({k: v for k, v in inputs.items() if k != "out_dir"}, found)
     flags = sorted(f"{p}={p.exists()}" for p in found)
     return hashlib.sha256("|".join(flags).encode()).hexdigest()
 
 
 STAGE_CACHE = INPUTS + TASK_SOURCE + CachePolicy.from_cache_key_fn(_paths_exist)
+
+
+def run_stage(stage, *args, **kwargs):
+    """Call a stage task; if its (possibly cached) result names files that no longer exist, recompute it."""
+    result = stage(*args, **kwargs)
+    found: list[Path] = []
+    _paths(result, found)
+    if any(not p.exists() for p in found):
+        result = stage.with_options(refresh_cache=True)(*args, **kwargs)
+    return result
 
 _TRANSIENT = (ConnectionError, TimeoutError)
 

@@ -34,7 +34,10 @@ def mlflow_uri(tmp_path, monkeypatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     import mlflow
+    from mlflow.tracking import fluent
 
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)  # set_experiment elsewhere must not leak in
     mlflow.set_tracking_uri(uri)
     yield uri
     mlflow.set_tracking_uri(None)

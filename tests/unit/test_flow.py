@@ -1,0 +1,76 @@
+"""The flow on the tiny model: one MLflow run, every stage logged; a re-run after a failure skips finished stages."""
+import json
+
+import pytest
+from mlflow import MlflowClient
+from prefect.testing.utilities import prefect_test_harness
+
+import tasks.evaluate
+import tasks.train
+from flows.finetune import finetune
+from tasks.config import load_config
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _data(path):
+    with open(path, "w") as f:
+        for i in range(40):
+            f.write(json.dumps({"messages": [
+                {"role": "user", "content": f"How do I rotate the key of vault number {i}?"},
+                {"role": "assistant", "content": f"Run vaultctl rotate --vault {i} and confirm; mail ops{i}@example.com."},
+            ]}) + "\n")
+    return path
+
+
+def _config(tmp_path, tiny_model_dir, uri):
+    data = _data(tmp_path / "data.jsonl")
+    return load_config("conf/smollm2/lora.yaml", [
+        f"model.name_or_path={tiny_model_dir}", f"run_root={tmp_path / 'runs'}", f"tracking.tracking_uri={uri}",
+        f"data.sources=[{{name: t, path: {data}, license: MIT}}]", "data.decontamination.enabled=false",
+        "train.max_steps=6", "train.save_steps=3", "train.learning_rate=0.01", "train.lora.target_modules=all-linear",
+        "eval.benchmarks.enabled=false", "eval.drift.max_drop={}", "eval.sample_generations=1",
+        "eval.max_new_tokens=8", "package.registered_model_name=tiny-flow",
+    ])
+
+
+def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path, tiny_model_dir, mlflow_uri,
+                                                                         prefect_harness, monkeypatch):
+    config = _config(tmp_path, tiny_model_dir, mlflow_uri)
+    train_calls = []
+    real_train = tasks.train.train_sft
+    monkeypatch.setattr(tasks.train, "train_sft", lambda *a, **k: train_calls.append(1) or real_train(*a, **k))
+    real_score = tasks.evaluate.score_model
+
+    def flaky(*a, **k):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(tasks.evaluate, "score_model", flaky)
+    with pytest.raises(ConnectionError):
+        finetune(config)
+    client = MlflowClient(mlflow_uri)
+    (failed,) = client.search_runs([client.get_experiment_by_name("tuneforge").experiment_id])
+    assert failed.info.status == "FAILED" and "ConnectionError" in failed.data.tags["failure_reason"]
+    assert len(train_calls) == 1
+
+    monkeypatch.setattr(tasks.evaluate, "score_model", real_score)
+    result = finetune(config)
+    assert result["mlflow_run_id"] == failed.info.run_id  # same MLflow run, resumed
+    assert len(train_calls) == 1  # train was cached, not re-run
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.max_steps"] == "6"
+    assert run.data.tags["prefect.flow_run_id"]
+    counts = {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("data/")}
+    dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
+    assert counts["rows_in"] == 40 and counts["rows_kept"] + dropped == 40
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert len(losses) >= 3 and losses[-1] < losses[0]
+    assert "eval/tuned/perplexity" in run.data.metrics
+    assert result["registered_version"] == "1" and "champion" in result["aliases"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"data", "adapter", "eval", "model"} <= artifacts
