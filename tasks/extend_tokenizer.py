@@ -10,12 +10,13 @@ from tasks.vocab import extend_tokenizer as extend
 @task(name="extend_tokenizer", cache_policy=STAGE_CACHE, persist_result=True)
 def extend_tokenizer(cfg: TokenizerConfig, base_model: str, train_path: Path, out_dir: Path, run: RunRef,
                      trust_remote_code: bool = False) -> ExtensionResult:
-    """Add domain tokens and their initial embedding rows (a no-op when none are configured)."""
+    """Add configured and mined domain tokens with their initial embedding rows (a no-op when there are none)."""
     result = extend(cfg, base_model, train_path, out_dir, trust_remote_code)
     logger = run.logger()
     logger.log_metrics({"tokenizer/added_tokens": len(result.added),
+                        "tokenizer/mined_terms": len(result.mined),
                         "tokenizer/tokens_per_word_before": result.tokens_per_word_before,
                         "tokenizer/tokens_per_word_after": result.tokens_per_word_after})
-    if result.added:
+    if result.added:  # the tokenizer, its new rows and extension.json (pieces per token, mined counts)
         logger.log_artifacts(result.tokenizer_dir, "tokenizer")
     return result
