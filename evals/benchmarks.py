@@ -51,7 +51,7 @@ def _read_mmlu(path: Path) -> list[dict]:
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(json.dumps(row) + "\n")  # ASCII escapes: U+2028 in MMLU text breaks line readers
 
 
 def _subset(rows: list, k: int | None, rng: random.Random) -> list:
@@ -116,7 +116,7 @@ def write_mmlu_tasks(data_dir: Path, out: Path, per_subject: int | None, num_few
     return groups
 
 
-def write_truthfulqa_tasks(data_dir: Path, out: Path, limit: int | None, seed: int) -> list[str]:
+def write_truthfulqa_tasks(data_dir: Path, out: Path, limit: int | None, seed: int, primer: bool = True) -> list[str]:
     """MC1 (best answer vs incorrect ones) and MC2 (mass on all true answers) from the authors' CSV."""
     path = Path(data_dir) / "truthfulqa" / "TruthfulQA.csv"
     if not path.is_file():
@@ -131,7 +131,7 @@ def write_truthfulqa_tasks(data_dir: Path, out: Path, limit: int | None, seed: i
                 continue
             rows.append({
                 "question": r["Question"].strip(),
-                "prompt": f"{_TQA_PRIMER}\n\nQ: {r['Question'].strip()}\nA:",
+                "prompt": (f"{_TQA_PRIMER}\n\n" if primer else "") + f"Q: {r['Question'].strip()}\nA:",
                 "mc1_targets": {"choices": [best, *incorrect], "labels": [1] + [0] * len(incorrect)},
                 "mc2_targets": {"choices": [*correct, *incorrect], "labels": [1] * len(correct) + [0] * len(incorrect)},
             })

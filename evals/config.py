@@ -18,6 +18,7 @@ class BenchmarkConfig(Section):
     mmlu_forms: list[Literal["letter", "cloze"]] = ["letter", "cloze"]  # cloze gives signal on small models
     num_fewshot: int = Field(0, ge=0, le=5)
     truthfulqa_limit: int | None = Field(100, gt=0)  # questions sampled; null = all 817
+    truthfulqa_primer: bool = True  # the standard 6-shot QA primer; ~8x the tokens per request
     batch_size: int = Field(16, gt=0)
     seed: int = 0
 

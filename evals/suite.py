@@ -33,7 +33,7 @@ def write_benchmark_tasks(cfg: BenchmarkConfig, out_dir: Path) -> list[str]:
     tasks = []
     if cfg.mmlu_forms:
         tasks += write_mmlu_tasks(cfg.data_dir, out_dir, cfg.mmlu_per_subject, cfg.num_fewshot, cfg.seed, cfg.mmlu_forms)
-    tasks += write_truthfulqa_tasks(cfg.data_dir, out_dir, cfg.truthfulqa_limit, cfg.seed)
+    tasks += write_truthfulqa_tasks(cfg.data_dir, out_dir, cfg.truthfulqa_limit, cfg.seed, cfg.truthfulqa_primer)
     return tasks
 
 

@@ -49,7 +49,7 @@ def finetune(config: PipelineConfig) -> dict:
                             m.trust_remote_code)
         evaluation = run_stage(evaluate, config.eval, base, vocab.tokenizer_dir, trained.adapter_dir,
                                data.validation_path, run_dir / "eval", run, m.dtype, m.trust_remote_code)
-        packaged = run_stage(package, config.package, m, trained.adapter_dir, vocab.tokenizer_dir, vocab.added, data,
+        packaged = run_stage(package, config.package, m, trained, vocab.tokenizer_dir, vocab.added, data,
                              evaluation, config.model_dump(mode="json"), run_dir / "package", run)
     except BaseException as err:
         logger.finish(False, reason=f"{type(err).__name__}: {err}"[:5000])

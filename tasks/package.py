@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel
 
+from evals.report import write_report
 from tasks.packaging.card import write_model_card
 from tasks.packaging.manifest import write_manifest
 from tasks.packaging.promote import promote
@@ -24,13 +25,20 @@ class PackageResult(BaseModel):
 
 @task(name="package", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=5,
       retry_condition_fn=transient_only)
-def package(cfg, model_cfg, adapter_dir: Path, tokenizer_dir: Path, tokenizer_added: list[str], data, evaluation,
+def package(cfg, model_cfg, trained, tokenizer_dir: Path, tokenizer_added: list[str], data, evaluation,
             config: dict, out_dir: Path, run: RunRef) -> PackageResult:
-    """Write the adapter package; register and promote it only when the drift gate passed."""
+    """Write the run report and the adapter package; register and promote it only when the gate passed."""
     out_dir = Path(out_dir)
+    logger = run.logger()
+    report = write_report(out_dir / "report", config=config, data_counts=data.counts,
+                          history=_history(trained.history_path), verdict=evaluation.verdict,
+                          samples=evaluation.samples, extra_tables={"base vs tuned": _side_by_side(evaluation)},
+                          title=f"{config['run_name']}: {config['train']['method']} on {model_cfg.name_or_path}")
+    logger.log_artifacts(report.parent, "report")
+
     pkg = out_dir / "adapter"
     shutil.rmtree(pkg, ignore_errors=True)
-    shutil.copytree(adapter_dir, pkg)
+    shutil.copytree(trained.adapter_dir, pkg)
     if tokenizer_added:
         shutil.copytree(tokenizer_dir, pkg / "tokenizer")
     write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model_cfg.name_or_path,
@@ -38,8 +46,6 @@ def package(cfg, model_cfg, adapter_dir: Path, tokenizer_dir: Path, tokenizer_ad
                      data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
                      evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=tokenizer_added)
     write_manifest(pkg)
-
-    logger = run.logger()
     logger.log_artifacts(pkg, "adapter")
     result = PackageResult(package_dir=pkg)
     if not (cfg.register_model and evaluation.verdict.passed):
@@ -64,3 +70,19 @@ def package(cfg, model_cfg, adapter_dir: Path, tokenizer_dir: Path, tokenizer_ad
     result.aliases = actions["aliases"]
     logger.set_tags({"promotion": actions["reason"]})
     return result
+
+
+def _history(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-step series from the trainer's log history (loss, learning rate, grad norm, ...)."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for entry in json.loads(Path(path).read_text()):
+        if "loss" not in entry or "step" not in entry:
+            continue
+        for key in ("loss", "learning_rate", "grad_norm", "mean_token_accuracy"):
+            if isinstance(entry.get(key), (int, float)):
+                series.setdefault(key, []).append((entry["step"], float(entry[key])))
+    return series
+
+
+def _side_by_side(evaluation) -> dict:
+    return {k: f"{v:.4f} -> {evaluation.tuned.get(k, float('nan')):.4f}" for k, v in sorted(evaluation.base.items())}

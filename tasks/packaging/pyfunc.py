@@ -5,6 +5,8 @@ from its reference (HF id or local path) at load time, as MLflow's PEFT guidance
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 
 
@@ -17,19 +19,18 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         self.model, self.tokenizer = load_tuned(resolve(cfg["base_model"]), context.artifacts["tokenizer"],
                                                 context.artifacts["adapter"], cfg.get("dtype", "float32"))
 
-    def predict(self, context, model_input, params=None):
-        """Greedy chat replies for a list of prompts (or a DataFrame with a `prompt` column)."""
+    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+        """Greedy chat replies, one per prompt."""
         from evals.perplexity import generate_replies
 
-        prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else list(model_input)
-        messages = [[{"role": "user", "content": p}] for p in prompts]
+        messages = [[{"role": "user", "content": p}] for p in model_input]
         n = int((params or {}).get("max_new_tokens", self.max_new_tokens))
         return generate_replies(self.model, self.tokenizer, messages, n)
 
 
 def save_pyfunc(path, adapter_dir, tokenizer_dir, base_model: str, dtype: str) -> None:
     mlflow.pyfunc.save_model(
-        path=str(path), python_model=AdapterModel(),
+        path=str(path), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={"adapter": str(adapter_dir), "tokenizer": str(tokenizer_dir)},
         model_config={"base_model": base_model, "dtype": dtype, "max_new_tokens": 128},
         pip_requirements=["tuneforge", "torch==2.13.0", "transformers==5.23.0", "peft==0.21.2"],
