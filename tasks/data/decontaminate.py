@@ -1,10 +1,9 @@
 """Benchmark decontamination: drop rows sharing a word n-gram (13 by default) with an evaluation set.
 
-N-grams are hashed, not stored: each word gets a 64-bit hash once, n-gram hashes are a polynomial
-rolling combination computed with numpy, and lookup is a `searchsorted` into one sorted array.
+N-grams are hashed, not stored (see ngrams.py): the benchmarks become one sorted uint64 array and
+a whole batch of rows is checked with a single `searchsorted`.
 """
 import csv
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,33 +11,19 @@ import numpy as np
 
 from tasks.data.config import DecontaminationConfig
 from tasks.data.errors import DataError
-from tasks.data.text import canonical, words
-
-_P = np.uint64(1099511628211)  # FNV prime: odd, so the rolling combination stays well mixed
-_MASK = (1 << 64) - 1
-
-
-def ngram_hashes(toks: list[str], n: int) -> np.ndarray:
-    """uint64 hash of every n-gram of `toks` (empty when there are fewer than n tokens)."""
-    if len(toks) < n:
-        return np.empty(0, dtype=np.uint64)
-    h = np.fromiter((hash(t) & _MASK for t in toks), dtype=np.uint64, count=len(toks))
-    m = len(toks) - n + 1
-    acc = h[:m].copy()
-    for j in range(1, n):
-        acc *= _P
-        acc += h[j : j + m]
-    return acc
+from tasks.data.ngrams import WordHasher, ngram_hashes
+from tasks.data.text import words
 
 
 def _mmlu_items(root: Path) -> list[tuple[str, str]]:
     items = []
     for f in sorted(root.glob("*/*.csv")):
+        prefix = f"mmlu/{f.parent.name}/{f.name}"
         with f.open(encoding="utf-8", newline="") as fh:
             for i, row in enumerate(csv.reader(fh), start=1):
                 if len(row) < 6:
                     continue
-                where = f"mmlu/{f.parent.name}/{f.name}:{i}"
+                where = f"{prefix}:{i}"
                 answer = row[1 + "ABCD".index(row[5].strip())] if row[5].strip() in ("A", "B", "C", "D") else ""
                 items += [(where, row[0]), (where, f"{row[0]} {answer}")]
     return items
@@ -53,52 +38,48 @@ def _truthfulqa_items(path: Path) -> list[tuple[str, str]]:
     return items
 
 
-@dataclass
 class Decontaminator:
-    """Holds the hashed n-grams of the configured benchmarks; `match` checks one row."""
+    """Holds the hashed n-grams of the configured benchmarks; `match` checks a batch of rows."""
 
-    cfg: DecontaminationConfig
-    status: dict[str, str] = field(default_factory=dict)  # benchmark -> "loaded N items" / "missing: path"
-    hits: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        root = Path(self.cfg.benchmarks_dir)
+    def __init__(self, cfg: DecontaminationConfig, hasher: WordHasher) -> None:
+        self.cfg, self.hasher = cfg, hasher
+        self.status: dict[str, str] = {}  # benchmark -> "loaded N items ..." / "missing: path"
+        self.hits: list[dict[str, Any]] = []
+        root = Path(cfg.benchmarks_dir)
         paths = {"mmlu": root / "mmlu", "truthfulqa": root / "truthfulqa" / "TruthfulQA.csv"}
         loaders = {"mmlu": _mmlu_items, "truthfulqa": _truthfulqa_items}
-        hashes, owners, self._where = [], [], []
-        for name in self.cfg.benchmarks:
+        items: list[tuple[str, str]] = []
+        for name in cfg.benchmarks:
             path = paths[name]
             if not path.exists() or (name == "mmlu" and not any(path.glob("*/*.csv"))):
-                if self.cfg.required:
+                if cfg.required:
                     raise DataError(f"decontamination.required is set but benchmark {name!r} is missing at {path}")
                 self.status[name] = f"missing: {path} (not checked)"
                 continue
-            items = loaders[name](path)
-            for where, text in items:
-                hs = ngram_hashes(words(text), self.cfg.ngram)
-                hashes.append(hs)
-                owners.append(np.full(len(hs), len(self._where), dtype=np.int64))
-                self._where.append(where)
-            self.status[name] = f"loaded {len(items) // 2} items from {path}"
-        all_h = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-        order = np.argsort(all_h, kind="stable")
-        self._hashes = all_h[order]
-        self._owner = np.concatenate(owners)[order] if owners else np.empty(0, dtype=np.int64)
+            found = loaders[name](path)
+            items += found
+            self.status[name] = f"loaded {len(found) // 2} items from {path}"
+        self._where = [where for where, _ in items]
+        h, starts = hasher.flat([words(text) for _, text in items])
+        hashes, owner, _ = ngram_hashes(h, starts, cfg.ngram)
+        order = np.argsort(hashes, kind="stable")
+        self._hashes, self._owner = hashes[order], owner[order]
 
-    def match(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        """{"benchmark": where, "ngram": text} for the first shared n-gram, else None (and records the hit)."""
-        if not len(self._hashes):
-            return None
-        toks = words(canonical(row))
-        hs = ngram_hashes(toks, self.cfg.ngram)
-        if not len(hs):
-            return None
-        pos = np.searchsorted(self._hashes, hs).clip(max=len(self._hashes) - 1)
-        found = np.flatnonzero(self._hashes[pos] == hs)
-        if not len(found):
-            return None
-        i = int(found[0])
-        hit = {"id": row["id"], "benchmark": self._where[int(self._owner[pos[i]])],
-               "ngram": " ".join(toks[i : i + self.cfg.ngram])}  # fmt: skip
-        self.hits.append(hit)
-        return hit
+    def match(self, ids: list[str], docs: list[list[str]], flat: tuple[np.ndarray, np.ndarray] | None = None,
+              ) -> list[dict[str, Any] | None]:  # fmt: skip
+        """Per row: {"id", "benchmark": file:line, "ngram": text} of its first shared n-gram, else None.
+
+        `flat` is `self.hasher.flat(docs)` when the caller already has it."""
+        out: list[dict[str, Any] | None] = [None] * len(docs)
+        if not len(self._hashes) or not docs:
+            return out
+        h, starts = flat if flat is not None else self.hasher.flat(docs)
+        hs, doc, pos = ngram_hashes(h, starts, self.cfg.ngram)
+        at = np.searchsorted(self._hashes, hs).clip(max=len(self._hashes) - 1)
+        for k in np.flatnonzero(self._hashes[at] == hs):
+            d, p = int(doc[k]), int(pos[k])
+            if out[d] is None:
+                out[d] = {"id": ids[d], "benchmark": self._where[int(self._owner[at[k]])],
+                          "ngram": " ".join(docs[d][p : p + self.cfg.ngram])}  # fmt: skip
+                self.hits.append(out[d])
+        return out

@@ -29,8 +29,9 @@ def canonical_spdx(license_id: str) -> str:
     return _CANONICAL.get(license_id.strip().lower(), license_id.strip())
 
 
-def card_license(path: Path) -> tuple[str | None, str | None]:
-    """(license, where found) from README.md YAML front matter or dataset_info.json beside the data."""
+def card_license(path: Path, split: str = "train") -> tuple[str | None, str | None]:
+    """(license, where found) from README.md YAML front matter or dataset_info.json beside the data
+    (for a DatasetDict saved to disk, also the split's own dataset_info.json)."""
     folder = path if path.is_dir() else path.parent
     readme = folder / "README.md"
     if readme.is_file():
@@ -43,12 +44,24 @@ def card_license(path: Path) -> tuple[str | None, str | None]:
                 found = found[0]
             if isinstance(found, str) and found.strip():
                 return found, str(readme)
-    info = folder / "dataset_info.json"
-    if info.is_file():
-        found = json.loads(info.read_text(encoding="utf-8")).get("license")
-        if isinstance(found, str) and found.strip():
-            return found, str(info)
+    for info in (folder / "dataset_info.json", folder / split / "dataset_info.json"):
+        if info.is_file():
+            found = json.loads(info.read_text(encoding="utf-8")).get("license")
+            if isinstance(found, str) and found.strip():
+                return found, str(info)
     return None, None
+
+
+def hub_card_license(name: str) -> tuple[str | None, str | None]:
+    """License from a hub dataset card (needs network; offline it is simply unknown)."""
+    try:
+        from huggingface_hub import DatasetCard
+
+        found = DatasetCard.load(name).data.to_dict().get("license")
+    except Exception:  # offline, gated, unknown repo: the gate then treats the license as unknown
+        return None, None
+    found = found[0] if isinstance(found, list) and found else found
+    return (found, f"hub:{name}/README.md") if isinstance(found, str) and found.strip() else (None, None)
 
 
 def decide(src: SourceConfig, cfg: LicenseConfig) -> dict[str, Any]:
@@ -56,7 +69,8 @@ def decide(src: SourceConfig, cfg: LicenseConfig) -> dict[str, Any]:
     if src.license is not None:
         raw, origin = src.license, "config"
     else:
-        raw, origin = card_license(Path(src.path)) if Path(src.path).exists() else (None, None)
+        path = Path(src.path)
+        raw, origin = card_license(path, src.split) if path.exists() else hub_card_license(src.path)
     spdx = canonical_spdx(raw) if raw else UNKNOWN
     allowed_ids = {canonical_spdx(x) for x in POLICIES[cfg.policy] + cfg.allow} - {canonical_spdx(x) for x in cfg.block}
     if spdx == UNKNOWN:

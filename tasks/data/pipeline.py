@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,13 +17,11 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from tasks.data.config import DataConfig
-from tasks.data.decontaminate import Decontaminator
-from tasks.data.dedup import ExactDeduper, NearDeduper
 from tasks.data.errors import DataError, LicenseBlocked, ValidationFailed
+from tasks.data.filter import filter_rows
 from tasks.data.ingest import ingest, kind_of
 from tasks.data.ledger import Ledger, sha256_json
 from tasks.data.license import check_licenses
-from tasks.data.pii import PiiScanner
 from tasks.data.text import token_count
 from tasks.data.validate import validate_rows
 
@@ -46,6 +45,7 @@ class PreparedData(BaseModel):
 def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedData:
     """Run the whole data stage; on any error nothing is written to `out_dir`."""
     out_dir = Path(out_dir)
+    clock = _Clock()
     decisions = check_licenses(cfg.sources, cfg.license)
     ledger = Ledger()
     rows, formats = [], {}
@@ -53,7 +53,9 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedDa
         src_rows, formats[src.name] = ingest(src, cfg.on_bad_row, ledger)
         rows += src_rows
     kind = kind_of(formats)
-    kept, stages = _filter(rows, cfg, ledger, tokenizer)
+    clock.lap("read")
+    kept, stages = filter_rows(rows, cfg, ledger)
+    clock.lap("filter")
     kept, lengths = _length_bounds(kept, cfg, ledger, tokenizer)
     kept, lengths = _subsample(kept, lengths, cfg, ledger)
     if not kept:
@@ -66,12 +68,14 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedDa
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        validation_summary, docs = validate_rows(kept, lengths, kind, cfg.validation, tmp)
+        clock.lap("split")
+        validation_summary, docs = validate_rows(kept, lengths, kind, cfg.validation, tmp, unique_text=cfg.dedup.enabled)
+        clock.lap("validate")
         _write_jsonl(tmp / "train.jsonl", train)
         _write_jsonl(tmp / "validation.jsonl", validation)
         _write_jsonl(tmp / "quarantine.jsonl", ledger.quarantine)
         report = {"kind": kind, "digest": digest, "counts": counts, "formats": formats, "licenses": decisions,
-                  **stages, "validation": validation_summary, "config": cfg.model_dump(mode="json")}  # fmt: skip
+                  **stages, "validation": validation_summary, "timings_s": clock.laps, "config": cfg.model_dump(mode="json")}  # fmt: skip
         (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         _move_into(tmp, out_dir)
     finally:
@@ -82,43 +86,6 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedDa
         data_docs_path=out_dir / docs.relative_to(tmp) if docs else None, counts=counts, digest=digest,
         licenses={d["source"]: d["license"] for d in decisions}, kind=kind,
     )  # fmt: skip
-
-
-def _filter(rows: list[dict[str, Any]], cfg: DataConfig, ledger: Ledger, tokenizer: Any) -> tuple[list, dict]:
-    """Per-row PII, exact dedup, decontamination and near dedup, cheapest first; returns kept rows and report parts."""
-    pii = PiiScanner(cfg.pii) if cfg.pii.enabled else None
-    exact = ExactDeduper() if cfg.dedup.enabled else None
-    decon = Decontaminator(cfg.decontamination) if cfg.decontamination.enabled else None
-    near = NearDeduper(cfg.near_dedup) if cfg.near_dedup.enabled else None
-    pii_counts: dict[str, int] = {}
-    kept = []
-    for row in tqdm(rows, desc="filter", unit="row", disable=None, leave=False):
-        if pii is not None:
-            original = row
-            row, found, drop = pii.scan_row(row)
-            for t, n in found.items():
-                pii_counts[t] = pii_counts.get(t, 0) + n
-            if drop:
-                ledger.drop(row["id"], row["source"], "pii", sorted(found), original, hide=True)
-                continue
-        if exact is not None and (first := exact.first_of(row)) is not None:
-            ledger.drop(row["id"], row["source"], "exact_duplicate", f"same normalised text as {first}", row)
-            continue
-        if decon is not None and (hit := decon.match(row)) is not None:
-            ledger.drop(row["id"], row["source"], "contaminated", hit, row)
-            continue
-        if near is not None and (dup := near.duplicate_of(row)) is not None:
-            ledger.drop(row["id"], row["source"], "near_duplicate", {"kept": dup[0], "jaccard": round(dup[1], 3)}, row)
-            continue
-        kept.append(row)
-    stages = {
-        "pii": {"enabled": pii is not None, "found": pii_counts, "notes": pii.notes if pii else [],
-                "actions": {t: cfg.pii.action(t) for t in pii_counts}},
-        "near_duplicates": {"enabled": near is not None, "clusters": near.report() if near else []},
-        "decontamination": {"enabled": decon is not None, "ngram": cfg.decontamination.ngram,
-                            "benchmarks": decon.status if decon else {}, "dropped": decon.hits if decon else []},
-    }  # fmt: skip
-    return kept, stages
 
 
 def _length_bounds(rows: list[dict[str, Any]], cfg: DataConfig, ledger: Ledger, tokenizer: Any) -> tuple[list, list]:
@@ -174,6 +141,19 @@ def _upsample(train: list[dict[str, Any]], cfg: DataConfig) -> tuple[list, int]:
             out.append(row | {"id": f"{row['id']}#r{k}"})
         extra += copies
     return out, extra
+
+
+class _Clock:
+    """Seconds per stage, for the report (the bench reads them)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

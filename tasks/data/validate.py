@@ -1,16 +1,120 @@
-"""Placeholder until the great-expectations suite lands: the same checks in plain Python."""
+"""Validate the kept rows with a great-expectations 1.x suite, run as a Checkpoint that also builds data docs.
+
+Nested rows are flattened into one pandas frame of scalar columns (roles as a comma string,
+shortest field length, token count, dedup key) so every check is a stock vectorised expectation.
+The context is ephemeral (in-memory stores) with one filesystem data-docs site under the run folder.
+"""
+import logging
 from pathlib import Path
 from typing import Any
 
 from tasks.data.config import ValidationConfig
+from tasks.data.dedup import exact_key
 from tasks.data.errors import ValidationFailed
+from tasks.data.text import canonical, fields
+
+ROLE_PATTERNS = {
+    "sft": r"^(?:system,)?(?:user,assistant,)*user,assistant$",
+    "kto": r"^(?:system,)?(?:user,assistant,)*user,assistant$",
+    "preference": r"^(?:system,)?(?:user,assistant,)*user$",
+    "text": r"^$",
+}
+EXTRA_COLUMNS = {"sft": [], "kto": ["label"], "preference": ["chosen", "rejected"], "text": ["text"]}
+
+
+def frame(rows: list[dict[str, Any]], lengths: list[int], kind: str):
+    """One scalar-column row per data row: what the expectations look at."""
+    import pandas as pd
+
+    data: dict[str, list] = {"id": [], "source": [], "roles": [], "min_field_chars": [], "n_tokens": lengths, "dedup_key": []}
+    for key in EXTRA_COLUMNS[kind]:
+        data[key] = []
+    for r in rows:
+        data["id"].append(r["id"])
+        data["source"].append(r["source"])
+        data["roles"].append(",".join(m["role"] for m in r["messages"]))
+        data["min_field_chars"].append(min(len(t.strip()) for _, _, t in fields(r)))
+        data["dedup_key"].append(exact_key(canonical(r)))
+        for key in EXTRA_COLUMNS[kind]:
+            data[key].append(r.get(key))
+    return pd.DataFrame(data)
+
+
+def suite_expectations(kind: str, sources: list[str], cfg: ValidationConfig, unique_text: bool = True) -> list:
+    """The expectations, in the order they are reported."""
+    import great_expectations.expectations as gxe
+
+    exps = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=["id", "source", "roles", "min_field_chars", "n_tokens", "dedup_key",
+                                                     *EXTRA_COLUMNS[kind]], exact_match=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="id"),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=sources),
+        gxe.ExpectColumnValuesToMatchRegex(column="roles", regex=ROLE_PATTERNS[kind]),
+        gxe.ExpectColumnValuesToBeBetween(column="min_field_chars", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=cfg.min_tokens, max_value=cfg.max_tokens),
+    ]  # fmt: skip
+    if unique_text:  # only promised when exact dedup ran
+        exps.append(gxe.ExpectColumnValuesToBeUnique(column="dedup_key"))
+    if kind == "preference":
+        exps += [gxe.ExpectColumnValuesToNotBeNull(column="chosen"), gxe.ExpectColumnValuesToNotBeNull(column="rejected")]
+    if kind == "kto":
+        exps.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[True, False]))
+    return exps
+
+
+def _context(docs_dir: Path | None):
+    """Ephemeral context: in-memory stores, analytics off, one local data-docs site if asked for."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    sites = {}
+    if docs_dir is not None:
+        sites["local_site"] = {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), analytics_enabled=False,
+                               data_docs_sites=sites, progress_bars=ProgressBarsConfig(globally=False))  # fmt: skip
+    return gx.get_context(project_config=config, mode="ephemeral")
 
 
 def validate_rows(rows: list[dict[str, Any]], lengths: list[int], kind: str, cfg: ValidationConfig,
-                  out_dir: Path) -> tuple[dict[str, Any], Path | None]:  # fmt: skip
+                  out_dir: Path, unique_text: bool = True) -> tuple[dict[str, Any], Path | None]:  # fmt: skip
+    """Run the suite; returns (summary for the report, data docs index.html or None). Raises ValidationFailed."""
     if not cfg.enabled:
         return {"enabled": False}, None
-    ids = [r["id"] for r in rows]
-    if len(ids) != len(set(ids)):
-        raise ValidationFailed("expect_column_values_to_be_unique(id) failed")
-    return {"enabled": True, "success": True}, None
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    docs_dir = out_dir / "data_docs" if cfg.data_docs else None
+    context = _context(docs_dir)
+    batch_def = context.data_sources.add_pandas("prepared").add_dataframe_asset("rows").add_batch_definition_whole_dataframe("all")
+    suite = context.suites.add(gx.ExpectationSuite(name=f"tuneforge_{kind}"))
+    for exp in suite_expectations(kind, sorted({r["source"] for r in rows}), cfg, unique_text):
+        suite.add_expectation(exp)
+    vd = context.validation_definitions.add(gx.ValidationDefinition(name="prepared_rows", data=batch_def, suite=suite))
+    actions = [UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name="prepare_data", validation_definitions=[vd], actions=actions))
+    result = checkpoint.run(batch_parameters={"dataframe": frame(rows, lengths, kind)})
+
+    outcomes = []
+    for run in result.run_results.values():
+        for r in run.results:
+            cfg_ = r.expectation_config
+            outcomes.append({"expectation": cfg_.type, "column": cfg_.kwargs.get("column"), "success": bool(r.success),
+                             "unexpected_count": (r.result or {}).get("unexpected_count")})  # fmt: skip
+    failed = [o for o in outcomes if not o["success"]]
+    if failed:
+        names = "; ".join(f"{o['expectation']}({o['column'] or 'table'}): {o['unexpected_count']} unexpected" for o in failed)
+        raise ValidationFailed(f"data validation failed: {names}")
+    index = docs_dir / "index.html" if docs_dir is not None and (docs_dir / "index.html").exists() else None
+    return {"enabled": True, "success": True, "expectations": outcomes}, index

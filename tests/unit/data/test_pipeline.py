@@ -84,3 +84,89 @@ def test_zero_rows_kept_raises_and_writes_nothing(tmp_path, write_jsonl):
     with pytest.raises(DataError, match="no rows left"):
         prepare(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_hh_rlhf_file_prepares_into_preference_rows_with_data_docs(tmp_path, shared_data):
+    cfg = DataConfig(sources=[{"name": "hh", "path": str(shared_data / "hh-rlhf/harmless-base/test.jsonl.gz"),
+                               "license": "MIT", "max_rows": 120}], on_bad_row="skip",
+                     decontamination={"benchmarks_dir": str(shared_data), "benchmarks": ["truthfulqa"]})  # fmt: skip
+    out = prepare(cfg, tmp_path / "out")
+    assert out.kind == "preference" and out.counts["rows_in"] == 120
+    assert out.counts["rows_in"] == out.counts["rows_kept"] + sum(v for k, v in out.counts.items() if k.startswith("dropped_"))
+    row = read_jsonl(out.train_path)[0]
+    assert set(row) == {"id", "source", "messages", "chosen", "rejected"} and row["messages"][-1]["role"] == "user"
+    assert out.data_docs_path == tmp_path / "out" / "data_docs" / "index.html" and out.data_docs_path.is_file()
+    report = json.loads(out.report_path.read_text())
+    assert report["validation"]["success"] and report["licenses"][0]["decision"] == "allowed"
+
+
+def test_contaminated_row_is_dropped_and_reported(tmp_path, write_jsonl, shared_data):
+    import csv
+
+    with open(shared_data / "mmlu/test/college_physics_test.csv", encoding="utf-8", newline="") as fh:
+        question = max((r[0] for r in csv.reader(fh)), key=len)
+    bench = tmp_path / "bench" / "mmlu" / "test"
+    bench.mkdir(parents=True)
+    (bench / "college_physics_test.csv").write_bytes((shared_data / "mmlu/test/college_physics_test.csv").read_bytes())
+    a = write_jsonl("a.jsonl", [chat(question, "The answer is C."), chat("What is a photon?", "A quantum of light.")])
+    cfg = DataConfig(sources=[{"name": "a", "path": str(a), "license": "MIT"}], validation={"data_docs": False},
+                     decontamination={"benchmarks_dir": str(tmp_path / "bench")})  # fmt: skip
+    out = prepare(cfg, tmp_path / "out")
+    assert out.counts["dropped_contaminated"] == 1 and out.counts["rows_kept"] == 1
+    report = json.loads(out.report_path.read_text())
+    (hit,) = report["decontamination"]["dropped"]
+    assert hit["id"] == "a:1" and hit["benchmark"].startswith("mmlu/test/college_physics_test.csv:")
+    assert report["decontamination"]["benchmarks"]["truthfulqa"].startswith("missing")
+
+
+def test_hf_dataset_from_disk_takes_its_license_from_the_card(tmp_path):
+    import datasets
+
+    info = datasets.DatasetInfo(license="cc-by-4.0")
+    rows = [{"instruction": f"Name a prime number above {i * 10}", "output": str(p)} for i, p in enumerate([11, 23, 31])]
+    datasets.Dataset.from_list(rows, info=info).save_to_disk(str(tmp_path / "hf"))
+    out = prepare(_cfg([{"name": "hf", "path": str(tmp_path / "hf")}]), tmp_path / "out")
+    assert out.licenses == {"hf": "CC-BY-4.0"} and out.counts["rows_kept"] == 3
+    assert json.loads(out.report_path.read_text())["licenses"][0]["from"].endswith("dataset_info.json")
+
+
+def test_weights_subsample_and_upsample_with_balanced_counts(tmp_path, write_jsonl):
+    a = write_jsonl("a.jsonl", [chat(f"alpha question {i} about item {i * 3}", f"alpha {i}") for i in range(40)])
+    b = write_jsonl("b.jsonl", [chat(f"beta question {i} about thing {i * 7}", f"beta {i}") for i in range(10)])
+    cfg = _cfg([{"name": "a", "path": str(a), "license": "MIT", "weight": 0.5},
+                {"name": "b", "path": str(b), "license": "MIT", "weight": 2.0}], near_dedup={"enabled": False})  # fmt: skip
+    out = prepare(cfg, tmp_path / "out")
+    c = out.counts
+    assert 10 <= c["dropped_mix_weight"] <= 30 and c["rows_in"] == c["rows_kept"] + c["dropped_mix_weight"]
+    train = read_jsonl(out.train_path)
+    b_train = [r for r in train if r["source"] == "b" and "#r" not in r["id"]]
+    assert c["rows_upsampled"] == len(b_train) == len([r for r in train if r["id"].endswith("#r1")])
+    assert c["rows_train"] == c["rows_kept"] - c["rows_validation"] + c["rows_upsampled"]
+
+
+def test_validation_failure_leaves_an_existing_out_dir_untouched(tmp_path, write_jsonl, monkeypatch):
+    import great_expectations.expectations as gxe
+
+    from tasks.data import validate
+    from tasks.data.pipeline import ValidationFailed
+
+    a = write_jsonl("a.jsonl", [chat("hello there", "general kenobi")])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "train.jsonl").write_text("previous run\n")
+    real = validate.suite_expectations
+    monkeypatch.setattr(validate, "suite_expectations",
+                        lambda *a, **k: real(*a, **k) + [gxe.ExpectTableRowCountToBeBetween(min_value=10)])
+    with pytest.raises(ValidationFailed, match=r"expect_table_row_count_to_be_between\(table\)"):
+        prepare(_cfg([{"name": "a", "path": str(a), "license": "MIT"}]), out_dir)
+    assert [p.name for p in out_dir.iterdir()] == ["train.jsonl"] and (out_dir / "train.jsonl").read_text() == "previous run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "out"]
+
+
+def test_bad_second_source_raises_before_anything_is_written(tmp_path, write_jsonl):
+    good = write_jsonl("good.jsonl", [chat("hi", "hello")])
+    bad = write_jsonl("bad.jsonl", [chat("hi", "hello"), '{"messages": '])
+    cfg = _cfg([{"name": "good", "path": str(good), "license": "MIT"}, {"name": "bad", "path": str(bad), "license": "MIT"}])
+    with pytest.raises(DataError, match=r"bad.jsonl:2: malformed JSON"):
+        prepare(cfg, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "good.jsonl"]

@@ -1,0 +1,82 @@
+import numpy as np
+import xxhash
+from datasketch import MinHash, MinHashLSH
+
+from tasks.data.config import NearDedupConfig
+from tasks.data.dedup import ExactDeduper, NearDeduper
+from tasks.data.ngrams import WordHasher, ngram_hashes
+from tasks.data.text import canonical, words
+
+BASE = ("the quick brown fox jumps over the lazy dog while the farmer watches from the old wooden fence "
+        "and thinks about the harvest that is coming next week if the weather holds").split()  # fmt: skip
+
+
+def _row(i, text):
+    return {"id": f"s:{i}", "source": "s", "messages": [{"role": "user", "content": "Tell me a story"},
+                                                        {"role": "assistant", "content": text}]}  # fmt: skip
+
+
+def test_exact_dedup_ignores_case_width_and_whitespace():
+    ex = ExactDeduper()
+    a, b = _row(1, "Ｈｅｌｌｏ   World"), _row(2, "hello world")
+    assert ex.first_of("s:1", canonical(a)) is None
+    assert ex.first_of("s:2", canonical(b)) == "s:1"
+    assert ex.first_of("s:3", canonical(_row(3, "hello, world"))) is None
+
+
+def test_signatures_equal_datasketch_minhash():
+    nd = NearDeduper(NearDedupConfig(shingle_size=3, num_perm=64), WordHasher())
+    docs = [BASE, BASE[:5], ["one"]]
+    sig = nd.signatures(docs)
+    h, starts = nd.hasher.flat(docs)
+    for d, doc in enumerate(docs):
+        hs, _, _ = ngram_hashes(h[starts[d] : starts[d + 1]], np.array([0, len(doc)]), min(3, len(doc)))
+        ref = MinHash(num_perm=64, seed=1, hashfunc=lambda v: int(v) >> 32)
+        ref.update_batch(hs.tolist())
+        assert np.array_equal(sig[d], ref.hashvalues), d
+
+
+def test_near_duplicate_cluster_is_found_and_distinct_rows_survive():
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(5000)]
+    distinct = [" ".join(rng.choice(vocab, 40)) for _ in range(50)]
+    near_a = " ".join(BASE + ["indeed"])
+    near_b = " ".join(BASE[:-1] + ["holds", "up"])
+    texts = [" ".join(BASE), *distinct[:25], near_a, *distinct[25:], near_b]
+    rows = [_row(i, t) for i, t in enumerate(texts)]
+    nd = NearDeduper(NearDedupConfig(), WordHasher())
+    verdicts = nd.run([r["id"] for r in rows], [words(canonical(r)) for r in rows])
+    dups = {rows[i]["id"]: v[0] for i, v in enumerate(verdicts) if v is not None}
+    assert dups == {"s:26": "s:0", "s:52": "s:0"}
+    (cluster,) = nd.report()
+    assert cluster["kept"] == "s:0" and [m["id"] for m in cluster["removed"]] == ["s:26", "s:52"]
+    assert all(0.8 <= m["jaccard"] < 1.0 for m in cluster["removed"])
+
+
+def test_candidates_match_datasketch_lsh_query():
+    """Same sketches, same band split: our vectorised banding flags exactly the rows datasketch's index finds."""
+    rng = np.random.default_rng(1)
+    base = list(rng.choice([f"w{i}" for i in range(300)], 60))
+    docs = [base[: 60 - k] + list(rng.choice(["x", "y", "z"], k)) for k in range(0, 30, 2)]
+    cfg = NearDedupConfig(threshold=0.5, num_perm=32, shingle_size=2)
+    nd = NearDeduper(cfg, WordHasher())
+    sig = nd.signatures(docs)
+    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+    expected = []
+    for i, s in enumerate(sig):
+        m = MinHash(num_perm=cfg.num_perm, hashvalues=s, scheme="affine32")
+        best = [c for c in lsh.query(m) if np.mean(sig[c] == s) >= cfg.threshold]
+        if best:
+            expected.append(i)
+        else:
+            lsh.insert(i, m)
+    got = [i for i, v in enumerate(nd.run([str(i) for i in range(len(docs))], docs)) if v is not None]
+    assert got == expected and len(got) > 3
+
+
+def test_word_hashes_are_content_based_and_stable():
+    a, b = WordHasher(), WordHasher()
+    a.flat([["zebra"]])
+    ha, _ = a.flat([["apple", "zebra"]])
+    hb, _ = b.flat([["apple", "zebra"]])
+    assert ha.tolist() == hb.tolist() == [xxhash.xxh3_64_intdigest(b"apple"), xxhash.xxh3_64_intdigest(b"zebra")]

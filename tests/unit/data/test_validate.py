@@ -1,0 +1,50 @@
+import pytest
+
+from tasks.data.config import ValidationConfig
+from tasks.data.errors import ValidationFailed
+from tasks.data.validate import frame, validate_rows
+
+
+def _rows(n=5):
+    return [{"id": f"s:{i}", "source": "s", "messages": [{"role": "system", "content": "Be kind"},
+             {"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+            for i in range(n)]  # fmt: skip
+
+
+def test_good_rows_pass_and_data_docs_are_built(tmp_path):
+    rows = _rows()
+    summary, docs = validate_rows(rows, [6] * len(rows), "sft", ValidationConfig(), tmp_path)
+    assert summary["success"] is True and all(e["success"] for e in summary["expectations"])
+    assert {e["expectation"] for e in summary["expectations"]} >= {
+        "expect_column_values_to_match_regex", "expect_column_values_to_be_unique", "expect_column_values_to_be_between"}
+    assert docs == tmp_path / "data_docs" / "index.html" and "tuneforge_sft" in docs.read_text()
+    assert list((tmp_path / "data_docs" / "validations").rglob("*.html"))
+
+
+def test_frame_flattens_rows_to_scalar_columns():
+    df = frame(_rows(2), [6, 6], "sft")
+    assert df["roles"].tolist() == ["system,user,assistant"] * 2 and df["min_field_chars"].tolist() == [7, 7]
+
+
+def test_every_broken_rule_is_named_in_the_error(tmp_path):
+    rows, lens = _rows(), [6] * 5
+    rows[1]["id"] = "s:0"  # duplicate id
+    rows[2]["messages"].append({"role": "user", "content": "x"})  # role order
+    lens[3] = 10_000  # too long
+    rows[4]["messages"][1:] = rows[3]["messages"][1:]  # duplicate text
+    with pytest.raises(ValidationFailed) as err:
+        validate_rows(rows, lens, "sft", ValidationConfig(max_tokens=100, data_docs=False), tmp_path)
+    msg = str(err.value)
+    for expected in ("expect_column_values_to_be_unique(id): 2 unexpected", "expect_column_values_to_match_regex(roles): 1",
+                     "expect_column_values_to_be_between(n_tokens): 1", "expect_column_values_to_be_unique(dedup_key): 2"):
+        assert expected in msg
+    assert "expect_column_values_to_be_in_set(source)" not in msg
+
+
+def test_preference_rows_need_a_prompt_ending_with_the_user(tmp_path):
+    rows = [{"id": "p:1", "source": "p", "messages": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}]
+    summary, docs = validate_rows(rows, [3], "preference", ValidationConfig(data_docs=False), tmp_path)
+    assert summary["success"] and docs is None
+    rows[0]["messages"].append({"role": "assistant", "content": "oops"})
+    with pytest.raises(ValidationFailed, match="roles"):
+        validate_rows(rows, [3], "preference", ValidationConfig(data_docs=False), tmp_path)
