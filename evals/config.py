@@ -28,5 +28,6 @@ class EvalConfig(Section):
     perplexity_max_rows: int | None = Field(200, gt=0)
     benchmarks: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
-    sample_generations: int = Field(4, ge=0)  # validation prompts answered by base and tuned, side by side
+    sample_generations: int = Field(4, ge=0)
+    """Validation prompts answered by base and tuned: shown side by side, scored against the references."""
     max_new_tokens: int = Field(96, gt=0)

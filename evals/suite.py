@@ -69,3 +69,19 @@ def score_model(model, tokenizer, cfg: EvalConfig, tasks_dir: Path | None, tasks
     scores = Scores(means=means, per_item_path=per_item_path)
     (out_dir / "scores.json").write_text(scores.model_dump_json(indent=1))
     return scores
+
+
+def validation_prompts(path: Path, n: int) -> tuple[list[list[dict]], list[str]]:
+    """The first n validation conversations split into (prompt turns, reference reply)."""
+    rows = read_messages(path, n) if n else []
+    return [r[:-1] for r in rows], [r[-1]["content"] for r in rows]
+
+
+def generation_scores(replies: list[str], references: list[str]) -> dict[str, np.ndarray]:
+    """Per-item ROUGE-L, BLEU and exact match of replies against the reference replies."""
+    from evals.metrics import compute_all
+
+    if not replies:
+        return {}
+    return {f"gen_{name}": np.asarray(result.per_item, dtype=float)
+            for name, result in compute_all(replies, references).items()}

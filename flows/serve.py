@@ -6,14 +6,14 @@ The process polls for scheduled runs until stopped (Ctrl-C); runs appear in the 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from prefect import serve
 from prefect.schedules import Cron
 
+from flows.cli import load_from_argv
 from flows.finetune import finetune
-from tasks.config import ConfigError, PipelineConfig, load_config
+from tasks.config import PipelineConfig
 
 
 def deployment(config: PipelineConfig):
@@ -28,16 +28,7 @@ def deployment(config: PipelineConfig):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the finetune flow on its schedule.")
-    parser.add_argument("config")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
-    serve(deployment(config))
+    serve(deployment(load_from_argv("Serve the finetune flow on its schedule.", argv)))
     return 0
 
 

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 from evals.config import EvalConfig
 from tasks.data.config import DataConfig
 from tasks.model import EMBEDDED
+from tasks.packaging.merge import MergeConfig
 from tasks.schema import Section
 from tasks.training.config import TrainConfig
 from tasks.vocab import TokenizerConfig
@@ -33,6 +34,8 @@ class PackageConfig(Section):
     registered_model_name: str = "tuneforge-adapter"
     register_model: bool = True
     """Register in the MLflow Model Registry when the drift gate passes."""
+    merged_model: bool = False
+    """Also ship the adapter folded into the base weights (a plain safetensors model)."""
     champion_metrics: dict[str, Literal["max", "min"]] = {"perplexity": "min"}
     """A passing version becomes `champion` when no worse on all of these and better on one."""
 
@@ -63,6 +66,8 @@ class PipelineConfig(Section):
     package: PackageConfig = Field(default_factory=PackageConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    merge: MergeConfig | None = None
+    """Adapters to combine instead of training (`python -m flows.merge`)."""
 
     def digest(self) -> str:
         """Stable hash of the resolved config: identifies 'the same run' for resume."""

@@ -1,20 +1,26 @@
-"""Evaluate stage: score base and tuned on the same items, gate on drift, log it all."""
+"""Evaluate stages: score the base once (cached across runs), score the tuned model, gate on drift."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import numpy as np
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from pydantic import BaseModel
 
 from evals.config import EvalConfig
 from evals.drift import GateVerdict, drift_gate
 from evals.perplexity import generate_replies
-from evals.suite import Scores, read_messages, score_model, write_benchmark_tasks
+from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
 from tasks.model import load_model, load_tokenizer, load_tuned
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.training.templates import training_chat_template
+
+
+class ModelEval(BaseModel):
+    scores: Scores
+    replies: list[str]
 
 
 class EvalResult(BaseModel):
@@ -25,43 +31,61 @@ class EvalResult(BaseModel):
     samples: list[dict]
 
 
-def _score(model, tokenizer, cfg, tasks_dir, tasks, validation_path, out_dir) -> Scores:
+def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, out_dir: Path) -> ModelEval:
+    """Benchmarks, perplexity and generations for one model; the same items for base and tuned."""
+    tasks_dir = out_dir / "lm_eval_tasks"
+    tasks = write_benchmark_tasks(cfg.benchmarks, tasks_dir) if cfg.benchmarks.enabled else []
     template = training_chat_template(tokenizer) or tokenizer.chat_template
-    return score_model(model, tokenizer, cfg, tasks_dir, tasks, validation_path, template, out_dir)
+    scores = score_model(model, tokenizer, cfg, tasks_dir, tasks, validation_path, template, out_dir)
+    prompts, references = validation_prompts(validation_path, cfg.sample_generations)
+    replies = generate_replies(model, tokenizer, prompts, cfg.max_new_tokens)
+    per_item = {**scores.per_item(), **generation_scores(replies, references)}
+    if per_item:
+        scores.per_item_path = out_dir / "per_item.npz"
+        np.savez(scores.per_item_path, **per_item)
+    scores.means.update({k: float(np.mean(v)) for k, v in per_item.items() if k.startswith("gen_")})
+    return ModelEval(scores=scores, replies=replies)
+
+
+# The base model's scores depend on the base, the eval settings and the data, not on the run: leave the
+# run-specific paths out of the key so later runs reuse them (the data digest stands in for the path).
+BASE_CACHE = INPUTS - "out_dir" - "run" - "validation_path" + TASK_SOURCE
+
+
+@task(name="score_base", cache_policy=BASE_CACHE, persist_result=True)
+def score_base(cfg: EvalConfig, base_model: str, validation_path: Path, data_digest: str, out_dir: Path,
+               run: RunRef, dtype: str = "float32", trust_remote_code: bool = False) -> ModelEval:
+    """Score the untouched base model (computed once per base, eval config and data set)."""
+    tokenizer = load_tokenizer(base_model, trust_remote_code)
+    model = load_model(base_model, dtype, trust_remote_code)
+    return _evaluate_model(model, tokenizer, cfg, validation_path, Path(out_dir))
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True)
-def evaluate(cfg: EvalConfig, base_model: str, tokenizer_dir: Path, adapter_dir: Path, validation_path: Path,
-             out_dir: Path, run: RunRef, dtype: str = "float32", trust_remote_code: bool = False) -> EvalResult:
-    """Benchmarks + perplexity for base and tuned, paired drift gate, side-by-side sample generations."""
+def evaluate(cfg: EvalConfig, base: ModelEval, base_model: str, tokenizer_dir: Path, adapter_dir: Path,
+             validation_path: Path, out_dir: Path, run: RunRef, dtype: str = "float32",
+             trust_remote_code: bool = False) -> EvalResult:
+    """Score the tuned model on the base's items, gate on paired drift, log everything to the run."""
     out_dir = Path(out_dir)
-    tasks_dir = out_dir / "lm_eval_tasks"
-    tasks = write_benchmark_tasks(cfg.benchmarks, tasks_dir) if cfg.benchmarks.enabled else []
-    prompts = [m[:-1] for m in read_messages(validation_path, cfg.sample_generations)]
-
-    base_tok = load_tokenizer(base_model, trust_remote_code)
-    base = load_model(base_model, dtype, trust_remote_code)
-    base_scores = _score(base, base_tok, cfg, tasks_dir, tasks, validation_path, out_dir / "base")
-    base_replies = generate_replies(base, base_tok, prompts, cfg.max_new_tokens)
-    del base
-
-    tuned, tuned_tok = load_tuned(base_model, str(tokenizer_dir), str(adapter_dir), dtype, trust_remote_code)
-    tuned_scores = _score(tuned, tuned_tok, cfg, tasks_dir, tasks, validation_path, out_dir / "tuned")
-    tuned_replies = generate_replies(tuned, tuned_tok, prompts, cfg.max_new_tokens)
-
-    verdict = drift_gate(base_scores.per_item(), tuned_scores.per_item(), cfg.drift)
-    samples = [{"prompt": p[-1]["content"], "base": b, "tuned": t} for p, b, t in zip(prompts, base_replies, tuned_replies)]
-    result = EvalResult(base=base_scores.means, tuned=tuned_scores.means, verdict=verdict,
+    model, tokenizer = load_tuned(base_model, str(tokenizer_dir), str(adapter_dir), dtype, trust_remote_code)
+    tuned = _evaluate_model(model, tokenizer, cfg, validation_path, out_dir / "tuned")
+    verdict = drift_gate(base.scores.per_item(), tuned.scores.per_item(), cfg.drift)
+    prompts, _ = validation_prompts(validation_path, cfg.sample_generations)
+    samples = [{"prompt": p[-1]["content"], "base": b, "tuned": t}
+               for p, b, t in zip(prompts, base.replies, tuned.replies)]
+    result = EvalResult(base=base.scores.means, tuned=tuned.scores.means, verdict=verdict,
                         report_path=out_dir / "eval_report.json", samples=samples)
     result.report_path.write_text(result.model_dump_json(indent=1))
 
     logger = run.logger()
-    logger.log_metrics({f"eval/base/{k}": v for k, v in base_scores.means.items()})
-    logger.log_metrics({f"eval/tuned/{k}": v for k, v in tuned_scores.means.items()})
-    logger.log_metrics({f"eval/delta/{r.metric}": r.delta for r in verdict.rows})
+    logger.log_metrics({f"eval/base/{k}": v for k, v in result.base.items()})
+    logger.log_metrics({f"eval/tuned/{k}": v for k, v in result.tuned.items()})
+    for row in verdict.rows:
+        logger.log_metrics({f"eval/delta/{row.metric}": row.delta, f"eval/delta_ci_low/{row.metric}": row.ci_low,
+                            f"eval/delta_ci_high/{row.metric}": row.ci_high})
     logger.log_metrics({"eval/gate_passed": int(verdict.passed)})
     logger.set_tags({"gate": "passed" if verdict.passed else "failed"})
-    logger.log_artifacts(out_dir / "eval_report.json", "eval")
+    logger.log_artifacts(result.report_path, "eval")
     create_markdown_artifact(key="eval-verdict", markdown=_markdown(result), description="Drift gate verdict")
     return result
 
@@ -70,7 +94,8 @@ def _markdown(result: EvalResult) -> str:
     lines = [f"**Drift gate: {'PASSED' if result.verdict.passed else 'FAILED'}**", "",
              "| metric | base | tuned | delta | CI |", "|---|---|---|---|---|"]
     for r in result.verdict.rows:
-        lines.append(f"| {r.metric} | {r.base_mean:.4f} | {r.tuned_mean:.4f} | {r.delta:+.4f} | [{r.ci_low:+.4f}, {r.ci_high:+.4f}] |")
+        lines.append(f"| {r.metric} | {r.base_mean:.4f} | {r.tuned_mean:.4f} | {r.delta:+.4f} "
+                     f"| [{r.ci_low:+.4f}, {r.ci_high:+.4f}] |")
     for k in sorted(set(result.base) - {r.metric for r in result.verdict.rows}):
         lines.append(f"| {k} | {result.base[k]:.4f} | {result.tuned.get(k, float('nan')):.4f} | | |")
     lines += [f"- {reason}" for reason in result.verdict.reasons]

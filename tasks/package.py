@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from evals.report import write_report
 from tasks.packaging.card import write_model_card
 from tasks.packaging.manifest import write_manifest
+from tasks.packaging.merge import merge_adapter
 from tasks.packaging.promote import promote
 from tasks.packaging.pyfunc import save_pyfunc
 from tasks.stage import RunRef, STAGE_CACHE, transient_only
@@ -18,6 +19,7 @@ from tasks.stage import RunRef, STAGE_CACHE, transient_only
 
 class PackageResult(BaseModel):
     package_dir: Path
+    merged_model_dir: Path | None = None
     registered_model: str | None = None
     version: str | None = None
     aliases: list[str] = []
@@ -25,29 +27,34 @@ class PackageResult(BaseModel):
 
 @task(name="package", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=5,
       retry_condition_fn=transient_only)
-def package(cfg, model_cfg, trained, tokenizer_dir: Path, tokenizer_added: list[str], data, evaluation,
-            config: dict, out_dir: Path, run: RunRef) -> PackageResult:
+def package(cfg, model_cfg, method: str, adapter_dir: Path, history_path: Path | None, tokenizer_dir: Path,
+            tokenizer_added: list[str], data, evaluation, config: dict, out_dir: Path, run: RunRef) -> PackageResult:
     """Write the run report and the adapter package; register and promote it only when the gate passed."""
     out_dir = Path(out_dir)
     logger = run.logger()
     report = write_report(out_dir / "report", config=config, data_counts=data.counts,
-                          history=_history(trained.history_path), verdict=evaluation.verdict,
+                          history=_history(history_path) if history_path else {}, verdict=evaluation.verdict,
                           samples=evaluation.samples, extra_tables={"base vs tuned": _side_by_side(evaluation)},
-                          title=f"{config['run_name']}: {config['train']['method']} on {model_cfg.name_or_path}")
+                          title=f"{config['run_name']}: {method} on {model_cfg.name_or_path}")
     logger.log_artifacts(report.parent, "report")
 
     pkg = out_dir / "adapter"
     shutil.rmtree(pkg, ignore_errors=True)
-    shutil.copytree(trained.adapter_dir, pkg)
+    shutil.copytree(adapter_dir, pkg)
     if tokenizer_added:
         shutil.copytree(tokenizer_dir, pkg / "tokenizer")
     write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model_cfg.name_or_path,
-                     method=config["train"]["method"], config=config["train"],
+                     method=method, config=config.get("merge") or config["train"],
                      data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
                      evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=tokenizer_added)
     write_manifest(pkg)
     logger.log_artifacts(pkg, "adapter")
     result = PackageResult(package_dir=pkg)
+    if cfg.merged_model:  # the adapter folded into the base: a plain safetensors model for serving stacks
+        merged = merge_adapter(model_cfg.name_or_path, pkg, out_dir / "merged_model", model_cfg.dtype)
+        write_manifest(merged)
+        logger.log_artifacts(merged, "merged_model")
+        result.merged_model_dir = merged
     if not (cfg.register_model and evaluation.verdict.passed):
         return result
 
@@ -61,7 +68,7 @@ def package(cfg, model_cfg, trained, tokenizer_dir: Path, tokenizer_added: list[
         client.create_registered_model(name, description="Adapters produced by the tuneforge finetune flow")
     source = f"{client.get_run(run.run_id).info.artifact_uri}/model"
     version = client.create_model_version(name, source, run_id=run.run_id, tags={
-        "method": config["train"]["method"], "data_digest": data.digest, "base_model": model_cfg.name_or_path})
+        "method": method, "data_digest": data.digest, "base_model": model_cfg.name_or_path})
     actions = promote(client, name, version.version, evaluation.tuned, evaluation.verdict.passed,
                       champion_metrics=list(cfg.champion_metrics),
                       higher_is_better={k: v == "max" for k, v in cfg.champion_metrics.items()})

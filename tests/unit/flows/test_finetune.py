@@ -3,21 +3,13 @@ import json
 
 import pytest
 from mlflow import MlflowClient
-from prefect.testing.utilities import prefect_test_harness
-
 import tasks.evaluate
 import tasks.train
 from flows.finetune import finetune
 from tasks.config import load_config
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-def _data(path):
+def write_data(path):
     with open(path, "w") as f:
         for i in range(40):
             f.write(json.dumps({"messages": [
@@ -27,20 +19,20 @@ def _data(path):
     return path
 
 
-def _config(tmp_path, tiny_model_dir, uri):
-    data = _data(tmp_path / "data.jsonl")
-    return load_config("conf/smollm2/lora.yaml", [
+def tiny_config(tmp_path, tiny_model_dir, uri, conf="conf/smollm2/lora.yaml", extra=()):
+    data = write_data(tmp_path / "data.jsonl")
+    return load_config(conf, [
         f"model.name_or_path={tiny_model_dir}", f"run_root={tmp_path / 'runs'}", f"tracking.tracking_uri={uri}",
         f"data.sources=[{{name: t, path: {data}, license: MIT}}]", "data.decontamination.enabled=false",
         "train.max_steps=6", "train.save_steps=3", "train.learning_rate=0.01", "train.lora.target_modules=all-linear",
         "eval.benchmarks.enabled=false", "eval.drift.max_drop={}", "eval.sample_generations=1",
-        "eval.max_new_tokens=8", "package.registered_model_name=tiny-flow",
+        "eval.max_new_tokens=8", "package.registered_model_name=tiny-flow", *extra,
     ])
 
 
 def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path, tiny_model_dir, mlflow_uri,
                                                                          prefect_harness, monkeypatch):
-    config = _config(tmp_path, tiny_model_dir, mlflow_uri)
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri)
     train_calls = []
     real_train = tasks.train.train_sft
     monkeypatch.setattr(tasks.train, "train_sft", lambda *a, **k: train_calls.append(1) or real_train(*a, **k))
@@ -73,4 +65,15 @@ def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path
     assert "eval/tuned/perplexity" in run.data.metrics
     assert result["registered_version"] == "1" and "champion" in result["aliases"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"data", "adapter", "eval", "model"} <= artifacts
+    assert {"data", "adapter", "eval", "model", "report"} <= artifacts
+    assert {"report.html", "loss.png"} <= {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "report")}
+
+    # A new config (new run) re-trains but reuses the base model's scores from the first run.
+    base_loads = []
+    real_load = tasks.evaluate.load_model
+    monkeypatch.setattr(tasks.evaluate, "load_model", lambda *a, **k: base_loads.append(1) or real_load(*a, **k))
+    second = finetune(config.model_copy(update={"seed": 1}))
+    assert second["mlflow_run_id"] != result["mlflow_run_id"] and len(train_calls) == 2
+    assert base_loads == []
+    second_run = client.get_run(second["mlflow_run_id"])
+    assert second_run.data.metrics["eval/base/perplexity"] == run.data.metrics["eval/base/perplexity"]

@@ -1,0 +1,37 @@
+"""The merge flow on the tiny model: two LoRA adapters TIES-merged, evaluated, gated and registered."""
+import torch
+from mlflow import MlflowClient
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
+
+from flows.merge import merge
+from tasks.model import load_model
+from tests.unit.flows.test_finetune import tiny_config
+
+
+def _adapter(base_dir, out, seed):
+    torch.manual_seed(seed)
+    model = get_peft_model(load_model(str(base_dir)), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.05)
+    model.save_pretrained(out)
+    return out
+
+
+def test_merge_flow_registers_a_ties_merge(tmp_path, tiny_model_dir, mlflow_uri, prefect_harness):
+    a = _adapter(tiny_model_dir, tmp_path / "a", 1)
+    b = _adapter(tiny_model_dir, tmp_path / "b", 2)
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/merge_ties.yaml",
+                         extra=[f"merge.sources=[{a}, {b}]", "package.registered_model_name=tiny-merged"])
+    result = merge(config)
+
+    merged = load_file(str(tmp_path / "runs" / "runs" / result["mlflow_run_id"] / "merge" / "adapter" /
+                           "adapter_model.safetensors"))
+    ours = load_file(str(a / "adapter_model.safetensors"))
+    assert merged.keys() and not all(torch.equal(merged[k], ours[k]) for k in merged if k in ours)
+    run = MlflowClient(mlflow_uri).get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["merge.method"] == "ties"
+    version = MlflowClient(mlflow_uri).get_model_version("tiny-merged", result["registered_version"])
+    assert version.tags["method"] == "merge-ties"
