@@ -48,7 +48,8 @@ def filter_rows(rows: list[dict[str, Any]], cfg: DataConfig, ledger: Ledger) -> 
     for stage, reason in ((decon, "contaminated"), (near, "near_duplicate")):
         if stage is None:
             continue
-        verdicts = stage.match([r["id"] for r in kept], docs, flat) if stage is decon else stage.run([r["id"] for r in kept], docs, flat)
+        ids = [r["id"] for r in kept]
+        verdicts = decon.match(ids, docs, flat) if stage is decon else near.run(ids, docs, flat)
         keep = np.array([v is None for v in verdicts], dtype=bool)
         for row, v in zip(kept, verdicts):
             if v is not None:

@@ -95,7 +95,7 @@ def _check(row: dict[str, Any]) -> None:
         raise RowError(f"roles must be an optional system turn then user/assistant alternating, got {roles}")
     ends_with_user = roles[-1] == "user"
     if ("chosen" in row) != ends_with_user or ("label" in row and ends_with_user):
-        raise RowError(f"the prompt must end with a user turn for preference rows and with an assistant turn otherwise, got {roles}")
+        raise RowError(f"the prompt must end with a user turn for preference rows, else with an assistant turn; got {roles}")
 
 
 def split_hh(transcript: str, field: str) -> tuple[list[dict[str, str]], str]:

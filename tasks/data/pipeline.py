@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from tqdm import tqdm
 
 from tasks.data.config import DataConfig
 from tasks.data.errors import DataError, LicenseBlocked, ValidationFailed
 from tasks.data.filter import filter_rows
 from tasks.data.ingest import ingest, kind_of
-from tasks.data.ledger import Ledger, sha256_json
+from tasks.data.ledger import Ledger
 from tasks.data.license import check_licenses
-from tasks.data.text import token_count
+from tasks.data.text import token_counts
 from tasks.data.validate import validate_rows
 
 __all__ = ["DataError", "LicenseBlocked", "PreparedData", "ValidationFailed", "prepare"]
@@ -60,10 +59,11 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedDa
     kept, lengths = _subsample(kept, lengths, cfg, ledger)
     if not kept:
         raise DataError(f"no rows left after preparation: {dict(ledger.dropped)} dropped of {ledger.rows_in}")
-    train, validation = _split(kept, cfg)
-    train, upsampled = _upsample(train, cfg)
-    counts = ledger.counts(len(kept), rows_train=len(train), rows_validation=len(validation), rows_upsampled=upsampled)
-    digest = hashlib.sha256("\n".join(sha256_json(r) for r in kept).encode()).hexdigest()
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in kept]  # encoded once: digest + files
+    digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    train, validation = _split(list(range(len(kept))), cfg)
+    train_lines, upsampled = _upsample(train, kept, lines, cfg)
+    counts = ledger.counts(len(kept), rows_train=len(train_lines), rows_validation=len(validation), rows_upsampled=upsampled)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -71,11 +71,12 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedDa
         clock.lap("split")
         validation_summary, docs = validate_rows(kept, lengths, kind, cfg.validation, tmp, unique_text=cfg.dedup.enabled)
         clock.lap("validate")
-        _write_jsonl(tmp / "train.jsonl", train)
-        _write_jsonl(tmp / "validation.jsonl", validation)
-        _write_jsonl(tmp / "quarantine.jsonl", ledger.quarantine)
+        _write_lines(tmp / "train.jsonl", train_lines)
+        _write_lines(tmp / "validation.jsonl", [lines[i] for i in validation])
+        _write_lines(tmp / "quarantine.jsonl", [json.dumps(q, ensure_ascii=False) for q in ledger.quarantine])
         report = {"kind": kind, "digest": digest, "counts": counts, "formats": formats, "licenses": decisions,
-                  **stages, "validation": validation_summary, "timings_s": clock.laps, "config": cfg.model_dump(mode="json")}  # fmt: skip
+                  **stages, "validation": validation_summary, "timings_s": clock.laps,
+                  "config": cfg.model_dump(mode="json")}  # fmt: skip
         (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         _move_into(tmp, out_dir)
     finally:
@@ -92,8 +93,7 @@ def _length_bounds(rows: list[dict[str, Any]], cfg: DataConfig, ledger: Ledger, 
     """Drop rows outside [min_tokens, max_tokens] (tokenizer tokens, else whitespace words)."""
     lo, hi = cfg.validation.min_tokens, cfg.validation.max_tokens
     kept, lengths = [], []
-    for row in rows:
-        n = token_count(row, tokenizer)
+    for row, n in zip(rows, token_counts(rows, tokenizer)):
         if lo <= n <= hi:
             kept.append(row)
             lengths.append(n)
@@ -117,28 +117,28 @@ def _subsample(rows: list[dict[str, Any]], lengths: list[int], cfg: DataConfig, 
     return kept, kept_len
 
 
-def _split(rows: list[dict[str, Any]], cfg: DataConfig) -> tuple[list, list]:
-    """Seeded split; validation gets round(n * fraction) rows (at least one when the fraction is > 0 and n > 1)."""
-    n_val = round(len(rows) * cfg.validation_fraction)
-    if cfg.validation_fraction > 0 and len(rows) > 1:
-        n_val = max(1, min(n_val, len(rows) - 1))
-    picked = set(random.Random(cfg.seed).sample(range(len(rows)), n_val))
-    return [r for i, r in enumerate(rows) if i not in picked], [r for i, r in enumerate(rows) if i in picked]
+def _split(idx: list[int], cfg: DataConfig) -> tuple[list[int], list[int]]:
+    """Seeded split of row indices; validation gets round(n * fraction) (at least one when fraction > 0 and n > 1)."""
+    n_val = round(len(idx) * cfg.validation_fraction)
+    if cfg.validation_fraction > 0 and len(idx) > 1:
+        n_val = max(1, min(n_val, len(idx) - 1))
+    picked = set(random.Random(cfg.seed).sample(idx, n_val))
+    return [i for i in idx if i not in picked], sorted(picked)
 
 
-def _upsample(train: list[dict[str, Any]], cfg: DataConfig) -> tuple[list, int]:
-    """Sources with weight > 1 repeat their training rows (ids get a `#rN` suffix); validation is never repeated."""
+def _upsample(train: list[int], rows: list[dict[str, Any]], lines: list[str], cfg: DataConfig) -> tuple[list[str], int]:
+    """Training lines; sources with weight > 1 repeat their rows (ids get a `#rN` suffix). Validation is never repeated."""
     weights = {s.name: s.weight for s in cfg.sources}
-    if all(w <= 1.0 for w in weights.values()):
-        return train, 0
     rng = random.Random(cfg.seed + 1)
     out, extra = [], 0
-    for row in train:
-        out.append(row)
-        w = weights[row["source"]]
-        copies = int(w) - 1 + (rng.random() < w - int(w)) if w > 1.0 else 0
+    for i in train:
+        out.append(lines[i])
+        w = weights[rows[i]["source"]]
+        if w <= 1.0:
+            continue
+        copies = int(w) - 1 + (rng.random() < w - int(w))
         for k in range(1, copies + 1):
-            out.append(row | {"id": f"{row['id']}#r{k}"})
+            out.append(json.dumps(rows[i] | {"id": f"{rows[i]['id']}#r{k}"}, ensure_ascii=False, sort_keys=True))
         extra += copies
     return out, extra
 
@@ -156,10 +156,10 @@ class _Clock:
         self._t = now
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_lines(path: Path, lines: list[str]) -> None:
     with path.open("w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        for line in lines:
+            fh.write(line + "\n")
 
 
 def _move_into(tmp: Path, out_dir: Path) -> None:

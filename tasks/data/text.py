@@ -48,7 +48,22 @@ def words(s: str) -> list[str]:
 
 def token_count(row: dict[str, Any], tokenizer: Any = None) -> int:
     """Length of a row in tokenizer tokens, or whitespace words without a tokenizer."""
-    texts = [t for _, _, t in fields(row)]
+    return token_counts([row], tokenizer)[0]
+
+
+def token_counts(rows: list[dict[str, Any]], tokenizer: Any = None, batch: int = 1024) -> list[int]:
+    """`token_count` for many rows; the tokenizer sees batches of texts (fast tokenizers parallelise them)."""
+    texts, owner = [], []
+    for i, row in enumerate(rows):
+        for _, _, t in fields(row):
+            texts.append(t)
+            owner.append(i)
+    counts = [0] * len(rows)
     if tokenizer is None:
-        return sum(len(t.split()) for t in texts)
-    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+        lengths = [len(t.split()) for t in texts]
+    else:
+        lengths = [len(ids) for lo in range(0, len(texts), batch)
+                   for ids in tokenizer(texts[lo : lo + batch], add_special_tokens=False)["input_ids"]]  # fmt: skip
+    for i, n in zip(owner, lengths):
+        counts[i] += n
+    return counts

@@ -97,7 +97,8 @@ def validate_rows(rows: list[dict[str, Any]], lengths: list[int], kind: str, cfg
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     docs_dir = out_dir / "data_docs" if cfg.data_docs else None
     context = _context(docs_dir)
-    batch_def = context.data_sources.add_pandas("prepared").add_dataframe_asset("rows").add_batch_definition_whole_dataframe("all")
+    asset = context.data_sources.add_pandas("prepared").add_dataframe_asset("rows")
+    batch_def = asset.add_batch_definition_whole_dataframe("all")
     suite = context.suites.add(gx.ExpectationSuite(name=f"tuneforge_{kind}"))
     for exp in suite_expectations(kind, sorted({r["source"] for r in rows}), cfg, unique_text):
         suite.add_expectation(exp)
