@@ -25,7 +25,7 @@ def _mmlu_items(root: Path) -> list[tuple[str, str]]:
                     continue
                 where = f"{prefix}:{i}"
                 answer = row[1 + "ABCD".index(row[5].strip())] if row[5].strip() in ("A", "B", "C", "D") else ""
-                items += [(where, row[0]), (where, f"{row[0]} {answer}")]
+                items.append((where, f"{row[0]} {answer}"))  # its n-grams include all of the question's
     return items
 
 
@@ -34,7 +34,7 @@ def _truthfulqa_items(path: Path) -> list[tuple[str, str]]:
     with path.open(encoding="utf-8", newline="") as fh:
         for i, row in enumerate(csv.DictReader(fh), start=2):
             where = f"truthfulqa/{path.name}:{i}"
-            items += [(where, row["Question"]), (where, f"{row['Question']} {row['Best Answer']}")]
+            items.append((where, f"{row['Question']} {row['Best Answer']}"))
     return items
 
 
@@ -58,7 +58,7 @@ class Decontaminator:
                 continue
             found = loaders[name](path)
             items += found
-            self.status[name] = f"loaded {len(found) // 2} items from {path}"
+            self.status[name] = f"loaded {len(found)} items from {path}"
         self._where = [where for where, _ in items]
         h, starts = hasher.flat([words(text) for _, text in items])
         hashes, owner, _ = ngram_hashes(h, starts, cfg.ngram)
