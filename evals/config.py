@@ -26,6 +26,10 @@ class BenchmarkConfig(Section):
 class EvalConfig(Section):
     perplexity: bool = True
     perplexity_max_rows: int | None = Field(200, gt=0)
+    general_text_rows: int = Field(0, ge=0)
+    """MMLU-val questions with their answers scored as plain text: perplexity there shows forgetting (0 = off)."""
+    reward_model: str | None = None
+    """Sequence-classification reward model (HF id or folder) judging tuned vs base replies: win-rate with CI."""
     benchmarks: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     sample_generations: int = Field(4, ge=0)

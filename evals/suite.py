@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from evals.benchmarks import run_lm_eval, write_mmlu_tasks, write_truthfulqa_tasks
 from evals.config import BenchmarkConfig, EvalConfig
+from evals.general_text import general_text_samples, text_perplexity
 from evals.perplexity import chat_perplexity
 
 
@@ -58,6 +59,9 @@ def score_model(model, tokenizer, cfg: EvalConfig, tasks_dir: Path | None, tasks
         rows = read_messages(validation_path, cfg.perplexity_max_rows)
         if rows:
             means["perplexity"] = chat_perplexity(model, tokenizer, rows, chat_template=chat_template)
+    if cfg.general_text_rows:
+        texts = general_text_samples(cfg.benchmarks.data_dir, cfg.general_text_rows, cfg.benchmarks.seed)
+        means["general_perplexity"] = text_perplexity(model, tokenizer, texts)
     if cfg.benchmarks.enabled and tasks:
         result = run_lm_eval(model, tokenizer, tasks_dir, tasks, cfg.benchmarks.batch_size)
         means.update(result["means"])

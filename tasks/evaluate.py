@@ -13,6 +13,7 @@ from evals.config import EvalConfig
 from evals.drift import GateVerdict, drift_gate
 from evals.perplexity import generate_replies
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
+from evals.winrate import RewardJudge, win_rate
 from tasks.model import load_model, load_tokenizer, load_tuned
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.training.templates import training_chat_template
@@ -73,6 +74,11 @@ def evaluate(cfg: EvalConfig, base: ModelEval, base_model: str, tokenizer_dir: P
     prompts, _ = validation_prompts(validation_path, cfg.sample_generations)
     samples = [{"prompt": p[-1]["content"], "base": b, "tuned": t}
                for p, b, t in zip(prompts, base.replies, tuned.replies)]
+    if cfg.reward_model and prompts:
+        judge = RewardJudge(cfg.reward_model)
+        ci = win_rate(judge, [p[-1]["content"] for p in prompts], base.replies, tuned.replies,
+                      n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
+        tuned.scores.means.update({"win_rate": ci.estimate, "win_rate_ci_low": ci.low, "win_rate_ci_high": ci.high})
     result = EvalResult(base=base.scores.means, tuned=tuned.scores.means, verdict=verdict,
                         report_path=out_dir / "eval_report.json", samples=samples)
     result.report_path.write_text(result.model_dump_json(indent=1))

@@ -7,6 +7,7 @@ import tasks.evaluate
 import tasks.train
 from flows.finetune import finetune
 from tasks.config import load_config
+from tests.helpers import build_tiny_reward_model
 
 
 def write_data(path):
@@ -32,7 +33,9 @@ def tiny_config(tmp_path, tiny_model_dir, uri, conf="conf/smollm2/lora.yaml", ex
 
 def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path, tiny_model_dir, mlflow_uri,
                                                                          prefect_harness, monkeypatch):
-    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri)
+    judge = build_tiny_reward_model(tmp_path / "judge", tiny_model_dir)
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, extra=[f"eval.reward_model={judge}",
+                                                                      "eval.general_text_rows=4"])
     train_calls = []
     real_train = tasks.train.train_sft
     monkeypatch.setattr(tasks.train, "train_sft", lambda *a, **k: train_calls.append(1) or real_train(*a, **k))
@@ -62,7 +65,9 @@ def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path
     assert counts["rows_in"] == 40 and counts["rows_kept"] + dropped == 40
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert len(losses) >= 3 and losses[-1] < losses[0]
-    assert "eval/tuned/perplexity" in run.data.metrics
+    assert {"eval/tuned/perplexity", "eval/tuned/general_perplexity", "eval/tuned/gen_rougeL"} <= set(run.data.metrics)
+    low, mid, high = (run.data.metrics[f"eval/tuned/win_rate{s}"] for s in ("_ci_low", "", "_ci_high"))
+    assert 0.0 <= low <= mid <= high <= 1.0
     assert result["registered_version"] == "1" and "champion" in result["aliases"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"data", "adapter", "eval", "model", "report"} <= artifacts
