@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from evals.benchmarks import _read_mmlu
+from evals.perplexity import nll_sum
 
 
 def general_text_samples(data_dir: Path, n: int, seed: int) -> list[str]:
@@ -55,12 +56,9 @@ def text_perplexity(model, tokenizer, texts: list[str], max_length: int = 512, b
         enc = tokenizer(texts[i:i + batch_size], padding=True, padding_side="right", truncation=True,
                         max_length=max_length, return_tensors="pt")
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-        total_nll += nll.item()
-        total_tokens += int((shift_labels != -100).sum())
+        nll, count = nll_sum(model, enc["input_ids"], enc["attention_mask"], labels)
+        total_nll += nll
+        total_tokens += count
     if total_tokens == 0:
         raise ValueError("texts are too short to score (each needs at least two tokens)")
     return math.exp(total_nll / total_tokens)

@@ -8,6 +8,16 @@ from tqdm import tqdm
 
 
 @torch.no_grad()
+def nll_sum(model, input_ids, attention_mask, labels) -> tuple[float, int]:
+    """Summed next-token NLL over positions whose label is not -100, and how many there were."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
+    return nll.item(), int((shift_labels != -100).sum())
+
+
+@torch.no_grad()
 def chat_perplexity(model, tokenizer, rows: list[list[dict]], max_length: int = 1024, batch_size: int = 8,
                     chat_template: str | None = None) -> float:
     """exp(mean NLL) over assistant tokens of all rows. `chat_template` must carry generation markers."""
@@ -19,14 +29,10 @@ def chat_perplexity(model, tokenizer, rows: list[list[dict]], max_length: int = 
             batch, chat_template=chat_template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
             padding=True, truncation=True, max_length=max_length, return_tensors="pt",
         )
-        labels = enc["input_ids"].clone()
-        labels[enc["assistant_masks"] == 0] = -100
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-        total_nll += nll.item()
-        total_tokens += int((shift_labels != -100).sum())
+        labels = enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)
+        nll, count = nll_sum(model, enc["input_ids"], enc["attention_mask"], labels)
+        total_nll += nll
+        total_tokens += count
     if total_tokens == 0:
         raise ValueError("no assistant tokens to score")
     return math.exp(total_nll / total_tokens)
