@@ -1,0 +1,12 @@
+from flows.serve import deployment
+from tasks.config import PipelineConfig, load_config
+
+
+def test_deployment_runs_finetune_on_the_configured_cron():
+    config = load_config("conf/smollm2/lora.yaml", ["schedule.cron=30 2 * * 1", "schedule.timezone=Europe/Paris"])
+    dep = deployment(config)
+    assert dep.name == "smollm2-lora-scheduled"
+    (schedule,) = dep.schedules
+    assert schedule.schedule.cron == "30 2 * * 1" and schedule.schedule.timezone == "Europe/Paris"
+    assert PipelineConfig.model_validate(dep.parameters["config"]) == config  # the UI form round-trips
+    assert dep.concurrency_limit == 1
