@@ -37,9 +37,10 @@ def finetune(config: PipelineConfig) -> dict:
         base_eval = run_stage(score_base, config.eval, base, data.validation_path, data.digest,
                               run_dir / "eval" / "base", run, m.dtype, m.trust_remote_code)
         evaluation = run_stage(evaluate, config.eval, base_eval, base, vocab.tokenizer_dir, trained.adapter_dir,
-                               data.validation_path, run_dir / "eval", run, m.dtype, m.trust_remote_code)
+                               trained.model_dir, data.validation_path, run_dir / "eval", run, m.dtype,
+                               m.trust_remote_code)
         packaged = run_stage(package, config.package, m, config.train.method, trained.adapter_dir,
-                             trained.history_path, vocab.tokenizer_dir, vocab.added, data, evaluation,
+                             trained.model_dir, trained.history_path, vocab.tokenizer_dir, vocab.added, data, evaluation,
                              config.model_dump(mode="json"), run_dir / "package", run)
         return conclude(run, run_dir, evaluation, packaged, final_loss=trained.final_loss)
 

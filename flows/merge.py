@@ -40,12 +40,14 @@ def merge(config: PipelineConfig) -> dict:
         data = run_stage(prepare_data, config.data, run_dir / "data", run, tokenizer_path=base)
         vocab = run_stage(extend_tokenizer, config.tokenizer, base, data.train_path, run_dir / "tokenizer", run,
                           m.trust_remote_code)
-        adapter = run_stage(merge_adapters, config.merge, base, run_dir / "merge", run)
+        merged = run_stage(merge_adapters, config.merge, base, run_dir / "merge", run)
+        # a soup of full-weight checkpoints is a model, everything else an adapter
+        adapter, model = (merged, None) if (merged / "adapter_config.json").is_file() else (None, merged)
         base_eval = run_stage(score_base, config.eval, base, data.validation_path, data.digest,
                               run_dir / "eval" / "base", run, m.dtype, m.trust_remote_code)
-        evaluation = run_stage(evaluate, config.eval, base_eval, base, vocab.tokenizer_dir, adapter,
+        evaluation = run_stage(evaluate, config.eval, base_eval, base, vocab.tokenizer_dir, adapter, model,
                                data.validation_path, run_dir / "eval", run, m.dtype, m.trust_remote_code)
-        packaged = run_stage(package, config.package, m, f"merge-{config.merge.method}", adapter, None,
+        packaged = run_stage(package, config.package, m, f"merge-{config.merge.method}", adapter, model, None,
                              vocab.tokenizer_dir, vocab.added, data, evaluation, config.model_dump(mode="json"),
                              run_dir / "package", run)
         return conclude(run, run_dir, evaluation, packaged)

@@ -14,8 +14,9 @@ from evals.drift import GateVerdict, drift_gate
 from evals.perplexity import generate_replies
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
 from evals.winrate import RewardJudge, win_rate
-from tasks.model import load_model, load_tokenizer, load_tuned
+from tasks.model import load_model, load_tokenizer
 from tasks.stage import STAGE_CACHE, RunRef
+from tasks.training.loading import load_trained
 from tasks.training.templates import training_chat_template
 
 
@@ -63,12 +64,12 @@ def score_base(cfg: EvalConfig, base_model: str, validation_path: Path, data_dig
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True)
-def evaluate(cfg: EvalConfig, base: ModelEval, base_model: str, tokenizer_dir: Path, adapter_dir: Path,
-             validation_path: Path, out_dir: Path, run: RunRef, dtype: str = "float32",
+def evaluate(cfg: EvalConfig, base: ModelEval, base_model: str, tokenizer_dir: Path, adapter_dir: Path | None,
+             model_dir: Path | None, validation_path: Path, out_dir: Path, run: RunRef, dtype: str = "float32",
              trust_remote_code: bool = False) -> EvalResult:
-    """Score the tuned model on the base's items, gate on paired drift, log everything to the run."""
+    """Score the tuned model (adapter or full weights) on the base's items, gate on paired drift, log it all."""
     out_dir = Path(out_dir)
-    model, tokenizer = load_tuned(base_model, str(tokenizer_dir), str(adapter_dir), dtype, trust_remote_code)
+    model, tokenizer = load_trained(base_model, tokenizer_dir, adapter_dir, model_dir, dtype, trust_remote_code)
     tuned = _evaluate_model(model, tokenizer, cfg, validation_path, out_dir / "tuned")
     verdict = drift_gate(base.scores.per_item(), tuned.scores.per_item(), cfg.drift)
     prompts, _ = validation_prompts(validation_path, cfg.sample_generations)

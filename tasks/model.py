@@ -97,13 +97,7 @@ if __name__ == "__main__":  # `make setup` runs this once so the first pipeline 
 
 def load_tuned(base: str, tokenizer_dir: str, adapter_dir: str, dtype: str = "float32",
                trust_remote_code: bool = False):
-    """Base model + vocabulary extension + adapter, merged into a plain model for evaluation and serving."""
-    from peft import PeftModel
+    """Base model + vocabulary extension + adapter, ready for evaluation and serving (merged when possible)."""
+    from tasks.training.loading import load_trained
 
-    from tasks.vocab import apply_extension
-
-    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
-    model = load_model(base, dtype, trust_remote_code)
-    apply_extension(model, tokenizer, Path(tokenizer_dir))
-    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    return model, tokenizer
+    return load_trained(base, tokenizer_dir, adapter_dir=adapter_dir, dtype=dtype, trust_remote_code=trust_remote_code)

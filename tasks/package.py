@@ -27,9 +27,11 @@ class PackageResult(BaseModel):
 
 @task(name="package", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=5,
       retry_condition_fn=transient_only)
-def package(cfg, model_cfg, method: str, adapter_dir: Path, history_path: Path | None, tokenizer_dir: Path,
-            tokenizer_added: list[str], data, evaluation, config: dict, out_dir: Path, run: RunRef) -> PackageResult:
-    """Write the run report and the adapter package; register and promote it only when the gate passed."""
+def package(cfg, model_cfg, method: str, adapter_dir: Path | None, model_dir: Path | None, history_path: Path | None,
+            tokenizer_dir: Path, tokenizer_added: list[str], data, evaluation, config: dict, out_dir: Path,
+            run: RunRef) -> PackageResult:
+    """Write the run report and the package (adapter, or full weights for full-weight methods); register and
+    promote it only when the gate passed."""
     out_dir = Path(out_dir)
     logger = run.logger()
     report = write_report(out_dir / "report", config=config, data_counts=data.counts,
@@ -38,9 +40,10 @@ def package(cfg, model_cfg, method: str, adapter_dir: Path, history_path: Path |
                           title=f"{config['run_name']}: {method} on {model_cfg.name_or_path}")
     logger.log_artifacts(report.parent, "report")
 
-    pkg = out_dir / "adapter"
+    full_weights = adapter_dir is None
+    pkg = out_dir / ("model" if full_weights else "adapter")
     shutil.rmtree(pkg, ignore_errors=True)
-    shutil.copytree(adapter_dir, pkg)
+    shutil.copytree(model_dir if full_weights else adapter_dir, pkg)
     if tokenizer_added:
         shutil.copytree(tokenizer_dir, pkg / "tokenizer")
     write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model_cfg.name_or_path,
@@ -48,9 +51,9 @@ def package(cfg, model_cfg, method: str, adapter_dir: Path, history_path: Path |
                      data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
                      evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=tokenizer_added)
     write_manifest(pkg)
-    logger.log_artifacts(pkg, "adapter")
+    logger.log_artifacts(pkg, pkg.name)
     result = PackageResult(package_dir=pkg)
-    if cfg.merged_model:  # the adapter folded into the base: a plain safetensors model for serving stacks
+    if cfg.merged_model and _mergeable(pkg):  # the adapter folded into the base: a plain model for serving stacks
         merged = merge_adapter(model_cfg.name_or_path, pkg, out_dir / "merged_model", model_cfg.dtype)
         write_manifest(merged)
         logger.log_artifacts(merged, "merged_model")
@@ -60,7 +63,7 @@ def package(cfg, model_cfg, method: str, adapter_dir: Path, history_path: Path |
 
     mlflow_dir = out_dir / "mlflow_model"
     shutil.rmtree(mlflow_dir, ignore_errors=True)
-    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model_cfg.name_or_path, model_cfg.dtype)
+    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model_cfg.name_or_path, model_cfg.dtype, full_weights)
     logger.log_artifacts(mlflow_dir, "model")
     client = logger.client
     name = cfg.registered_model_name
@@ -93,3 +96,10 @@ def _history(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 def _side_by_side(evaluation) -> dict:
     return {k: f"{v:.4f} -> {evaluation.tuned.get(k, float('nan')):.4f}" for k, v in sorted(evaluation.base.items())}
+
+
+def _mergeable(pkg: Path) -> bool:
+    """Adapters whose weights fold into the base (not prompt learning, not full weights)."""
+    config = pkg / "adapter_config.json"
+    return config.is_file() and json.loads(config.read_text()).get("peft_type") not in {
+        "PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"}

@@ -12,12 +12,13 @@ import mlflow
 
 class AdapterModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from tasks.model import load_tuned, resolve
+        from tasks.model import resolve
+        from tasks.training.loading import load_trained
 
-        cfg = context.model_config
+        cfg, files = context.model_config, context.artifacts
         self.max_new_tokens = int(cfg.get("max_new_tokens", 128))
-        self.model, self.tokenizer = load_tuned(resolve(cfg["base_model"]), context.artifacts["tokenizer"],
-                                                context.artifacts["adapter"], cfg.get("dtype", "float32"))
+        self.model, self.tokenizer = load_trained(resolve(cfg["base_model"]), files["tokenizer"], files.get("adapter"),
+                                                  files.get("model"), cfg.get("dtype", "float32"))
 
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
         """Greedy chat replies, one per prompt."""
@@ -28,10 +29,11 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         return generate_replies(self.model, self.tokenizer, messages, n)
 
 
-def save_pyfunc(path, adapter_dir, tokenizer_dir, base_model: str, dtype: str) -> None:
+def save_pyfunc(path, weights_dir, tokenizer_dir, base_model: str, dtype: str, full_weights: bool) -> None:
+    """An adapter is stored with a reference to its base; full-weight methods store the whole model."""
     mlflow.pyfunc.save_model(
         path=str(path), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
-        artifacts={"adapter": str(adapter_dir), "tokenizer": str(tokenizer_dir)},
+        artifacts={"model" if full_weights else "adapter": str(weights_dir), "tokenizer": str(tokenizer_dir)},
         model_config={"base_model": base_model, "dtype": dtype, "max_new_tokens": 128},
         pip_requirements=["tuneforge", "torch==2.13.0", "transformers==5.23.0", "peft==0.21.2"],
     )
