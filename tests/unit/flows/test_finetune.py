@@ -82,3 +82,16 @@ def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path
     assert base_loads == []
     second_run = client.get_run(second["mlflow_run_id"])
     assert second_run.data.metrics["eval/base/perplexity"] == run.data.metrics["eval/base/perplexity"]
+
+
+@pytest.mark.parametrize("method,package_dir", [("full", "model"), ("prompt", "adapter")])
+def test_full_weight_and_prompt_learning_methods_go_through_the_flow(method, package_dir, tmp_path, tiny_model_dir,
+                                                                     mlflow_uri, prefect_harness):
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, extra=[
+        f"train.method={method}", "train.max_steps=3", f"package.registered_model_name=tiny-{method}"])
+    result = finetune(config)
+    assert result["package"].endswith(package_dir) and result["registered_version"] == "1"
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["train.method"] == method
+    assert {package_dir, "model", "report"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
