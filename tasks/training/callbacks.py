@@ -1,4 +1,4 @@
-"""Trainer callback that streams per-step metrics to the pipeline's MLflow run."""
+"""Trainer callbacks: per-step metrics to the pipeline's MLflow run, and AdaLoRA's rank-budget schedule."""
 from __future__ import annotations
 
 import resource
@@ -40,3 +40,14 @@ class MLflowMetrics(TrainerCallback):
         metrics["peak_memory_mb"] = peak_memory_mb()
         if self.logger is not None:
             self.logger.log_metrics({self.prefix + k: v for k, v in metrics.items()}, step=state.global_step)
+
+
+class AdaLoRABudget(TrainerCallback):
+    """Calls AdaLoRA's `update_and_allocate` after every optimizer step, while the gradients still exist.
+
+    The rank allocator scores each singular value by |w · grad|, so it must run between `optimizer.step()` and
+    `zero_grad()`: `on_optimizer_step` is exactly there. `global_step` is not yet incremented, matching PEFT's loop.
+    """
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)

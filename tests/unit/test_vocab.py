@@ -205,10 +205,6 @@ def test_new_rows_train_under_lora_old_rows_do_not_and_load_tuned_generates(tiny
     assert out.shape == (1, prompt["input_ids"].shape[1] + 4)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "TRL's SFTTrainer always projects through its fused LM head, which reads `lm_head.bias`; with tied embeddings "
-    "PEFT wraps lm_head in a TrainableTokensWrapper that does not forward `bias` (peft 0.21.2, trl as pinned). "
-    "Remove this marker once tasks/training works around it."))
 def test_train_sft_trains_new_rows(tiny_model_dir, train_path, tmp_path):
     from tasks.training.config import TrainConfig
     from tasks.training.sft import train_sft
