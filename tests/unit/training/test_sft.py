@@ -79,9 +79,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir
     assert resumed.train_tokens == straight.train_tokens
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only behaviour")
 def test_cpu_trains_in_fp32():
-    if torch.cuda.is_available():
-        pytest.skip("CPU-only behaviour")
     assert mixed_precision("auto") == {"bf16": False, "fp16": False}
     with pytest.raises(ValueError, match="CUDA"):
         mixed_precision("bf16")
