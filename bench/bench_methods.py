@@ -7,7 +7,8 @@ Each method runs in its own process (peak memory is per process: on CPU the peak
 allocated) with the knobs of conf/smollm2/<method>.yaml, overriding only the shared budget: steps, batch,
 max_length, no gradient accumulation, no gradient checkpointing, padded batches (no packing) so every method
 sees exactly the same token stream in the same order. Validation loss is on the next `--val-rows` rows.
-Prints a markdown table; raw results go to <out>/results.json.
+`base` is the untrained model's validation loss, for reference. Prints a markdown table; raw results go to
+<out>/results.json.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_METHODS = "lora,dora,qlora,ia3,prompt,full"
+DEFAULT_METHODS = "base,lora,dora,qlora,ia3,prompt,full"
 
 
 def split_rows(data: Path, out: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
@@ -46,12 +47,18 @@ def run_one(method: str, args) -> dict:
     from tasks.training.methods import load_base
     from tasks.training.sft import train_sft
 
-    raw = yaml.safe_load((ROOT / "conf" / "smollm2" / f"{method}.yaml").read_text())["train"]
-    raw.update(max_steps=args.steps, epochs=100, batch_size=args.batch_size, max_length=args.max_length, grad_accum=1,
-               gradient_checkpointing=False, packing=False, logging_steps=5, save_steps=10_000)
+    raw = yaml.safe_load((ROOT / "conf" / "smollm2" / f"{'lora' if method == 'base' else method}.yaml").read_text())
+    raw = raw["train"] | dict(max_steps=args.steps, epochs=100, batch_size=args.batch_size, max_length=args.max_length,
+                              grad_accum=1, gradient_checkpointing=False, packing=False, logging_steps=5,
+                              save_steps=10_000)
     cfg = TrainConfig.model_validate(raw)
     base = resolve(EMBEDDED)
     out = Path(args.out) / method
+    if method == "base":  # LoRA at initialisation (B = 0) computes exactly the base model: its validation loss
+        from tasks.training.sft import build_trainer
+
+        trainer = build_trainer(cfg, base, Path(base), Path(args.train), out, eval_path=Path(args.val))
+        return {"method": "base (untrained)", "val_loss": trainer.evaluate()["eval_loss"]}
     result = train_sft(cfg, base, Path(base), Path(args.train), out, eval_path=Path(args.val))
     weights_mb = load_base(cfg, base).get_memory_footprint() / 2**20  # after training: not in the peak
     return {"method": method, "trainable_params": result.trainable_params, "total_params": result.total_params,
@@ -66,6 +73,9 @@ def table(results: list[dict]) -> str:
              "| train loss first -> last | val loss |",
              "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in results:
+        if "trainable_params" not in r:
+            lines.append(f"| {r['method']} | | | | | | | | {r['val_loss']:.3f} |")
+            continue
         pct = 100 * r["trainable_params"] / r["total_params"]
         lines.append(f"| {r['method']} | {r['trainable_params']:,} | {pct:.3g}% | {r['weights_mb']:.0f} "
                      f"| {r['peak_memory_mb']:.0f} | {r['tokens_per_s']:.0f} | {r['train_tokens']:,} "

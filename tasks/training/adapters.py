@@ -96,9 +96,12 @@ class QLoRAAdapter(LoRAAdapter):
         from transformers import BitsAndBytesConfig
 
         q = self.quantization
+        compute = q.compute_dtype
+        if compute == "auto":
+            compute = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
                                   bnb_4bit_use_double_quant=q.double_quant,
-                                  bnb_4bit_compute_dtype=_DTYPES[q.compute_dtype])
+                                  bnb_4bit_compute_dtype=_DTYPES[compute])
 
     def load_base(self, model_path: str, trust_remote_code: bool = False):
         from tasks.model import load_model

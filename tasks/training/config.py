@@ -38,7 +38,9 @@ class QuantizationConfig(Section):
 
     quant_type: Literal["nf4", "fp4"] = "nf4"  # nf4 matches normally distributed weights better
     double_quant: bool = True  # quantise the quantisation constants too: ~0.4 bit/param saved
-    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # dtype of the de-quantised matmuls
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """dtype of the de-quantised matmuls; auto = bfloat16 on CUDA that has it (QLoRA's choice), else float32
+    (a CPU without bf16 instructions emulates it: ~1.6x slower here)."""
     paged_optimizer: bool = True  # paged AdamW (optimizer state spills to CPU RAM); used only where CUDA is present
 
 

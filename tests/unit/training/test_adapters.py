@@ -101,3 +101,13 @@ def test_other_prompt_learning_adapters(base, tmp_path, cls, count):
 def test_api_errors_before_apply():
     with pytest.raises(RuntimeError, match="apply"):
         LoRAAdapter(LoRAConfig()).trainable_parameters()
+
+
+def test_qlora_compute_dtype_follows_the_hardware():
+    from tasks.training.config import QuantizationConfig
+
+    auto = QLoRAAdapter(LoRAConfig()).quantization_config()
+    assert auto.bnb_4bit_compute_dtype == (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    assert (auto.bnb_4bit_quant_type, auto.bnb_4bit_use_double_quant) == ("nf4", True)
+    forced = QLoRAAdapter(LoRAConfig(), QuantizationConfig(compute_dtype="bfloat16")).quantization_config()
+    assert forced.bnb_4bit_compute_dtype == torch.bfloat16

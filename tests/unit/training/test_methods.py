@@ -142,6 +142,18 @@ def test_partial_new_head_is_untied_from_embeddings(tiny_model_dir):
     assert count_parameters(model) == (49152 * 64, TINY_TOTAL + 49152 * 64)
 
 
+def test_partial_new_head_is_saved_and_reloaded_untied(tmp_path, tiny_model_dir, chat_path):
+    from tasks.training.loading import load_trained
+
+    cfg = fast("partial", max_steps=2, partial={"last_n_layers": 0, "train_head": True})
+    result = train_sft(cfg, str(tiny_model_dir), tiny_model_dir, chat_path, tmp_path)
+    assert _keys(result.model_dir / "model.safetensors")["lm_head.weight"] == (49152, 64)
+    model, _ = load_trained(str(tiny_model_dir), tiny_model_dir, model_dir=result.model_dir)
+    base = load_base(cfg, str(tiny_model_dir))
+    assert torch.equal(model.model.embed_tokens.weight, base.model.embed_tokens.weight)  # frozen
+    assert not torch.equal(model.lm_head.weight, base.lm_head.weight)  # trained, and not re-tied on load
+
+
 def test_galore_projects_linear_gradients(tmp_path, tiny_model_dir, chat_path):
     from tasks.training.optim import build_optimizer
 
