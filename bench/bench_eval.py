@@ -2,11 +2,16 @@
 
     .venv/bin/python bench/bench_eval.py --mmlu-per-subject 1 --forms letter,cloze --truthfulqa-limit 20 --primer
     .venv/bin/python bench/bench_eval.py --mmlu-per-subject 1 --truthfulqa-limit 20 --no-primer --skip-cli
+    .venv/bin/python bench/bench_eval.py --mmlu-per-subject 0 --truthfulqa-limit 0 --forms letter --only truthfulqa \
+        --resume --out runs/bench_eval_full_tqa        # full sets: hours on a CPU; rerun the same line to go on
 
 (a) The project's path (evals.suite.write_benchmark_tasks + evals.benchmarks.run_lm_eval on the model in
 memory) against plain `lm_eval` run by hand as a subprocess on the same task folder, batch size, seeds and
 max length. Every lm-eval metric and every per-choice log-likelihood must agree to ~1e-6: if they do, the
 project's numbers are lm-eval's numbers and anyone can reproduce them with the printed command.
+With --resume each path keeps lm-eval's per-request cache (its own, so neither path can read the other's
+answers) and the folder is kept: a killed run goes on where it stopped, and segments.jsonl adds up the
+wall time of every segment.
 (b) Wall time and tokens/s of the run, and an estimate for the full sets (14,079 MMLU test questions,
 817 TruthfulQA) from the tokens the full sets would forward, counted the way lm-eval batches them.
 Prints one JSON object and a markdown table; both are also written under --out.
@@ -20,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--skip-cli", action="store_true", help="time the project path only (no harness check)")
     p.add_argument("--no-extrapolate", action="store_true", help="skip counting the full sets' tokens")
+    p.add_argument("--only", choices=["mmlu", "truthfulqa"], help="run one benchmark's tasks")
+    p.add_argument("--resume", action="store_true", help="keep --out and per-path request caches; go on where a run stopped")
     return p.parse_args()
 
 
@@ -94,24 +102,58 @@ def count_forwards(model, stats: dict):
             h.remove()
 
 
-def run_project(model, tokenizer, task_dir: Path, tasks: list[str]) -> dict:
+@contextlib.contextmanager
+def segment(log: Path, path: str):
+    """Record this segment's wall time in `log` every 30 s, so the time of a run that is killed still counts."""
+    start, stop = time.time(), threading.Event()
+
+    def beat(finished: bool = False) -> None:
+        rows = json.loads(log.read_text()) if log.exists() else {}
+        rows[f"{path}@{start:.0f}"] = {"path": path, "wall_s": round(time.time() - start, 1), "finished": finished}
+        log.write_text(json.dumps(rows, indent=1))
+
+    def loop() -> None:
+        while not stop.wait(30):
+            beat()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        stop.set()
+        thread.join()
+        beat(finished)
+
+
+def wall_per_path(log: Path) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for row in json.loads(log.read_text()).values():
+        totals[row["path"]] = round(totals.get(row["path"], 0.0) + row["wall_s"], 1)
+    return totals
+
+
+def run_project(model, tokenizer, task_dir: Path, tasks: list[str], cache: str | None) -> dict:
     raw: dict = {}
     forward: dict = {}
     t = time.perf_counter()
     with capture_simple_evaluate(raw), count_forwards(model, forward):
-        run_lm_eval(model, tokenizer, task_dir, tasks, BATCH_SIZE)
+        run_lm_eval(model, tokenizer, task_dir, tasks, BATCH_SIZE, cache=cache)
     return {"raw": raw, "wall_s": time.perf_counter() - t, "forward": forward}
 
 
-def cli_command(model_dir: str, task_dir: Path, tasks: list[str], out: Path) -> list[str]:
+def cli_command(model_dir: str, task_dir: Path, tasks: list[str], out: Path, cache: str | None) -> list[str]:
     return [str(ROOT / ".venv" / "bin" / "lm_eval"), "--model", "hf",
             "--model_args", f"pretrained={model_dir},dtype=float32,max_length={MAX_LENGTH}",
             "--tasks", ",".join(tasks), "--include_path", str(task_dir), "--batch_size", str(BATCH_SIZE),
             "--device", "cpu", "--seed", ",".join([str(SEED)] * 4),
-            "--output_path", str(out), "--log_samples"]
+            "--output_path", str(out), "--log_samples"] + (["--use_cache", cache] if cache else [])
 
 
 def run_cli(cmd: list[str], out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)  # one results file per run; a resumed run writes a new one
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
@@ -270,15 +312,20 @@ def main() -> None:
     cfg = BenchmarkConfig(data_dir=args.shared_data, mmlu_per_subject=args.mmlu_per_subject or None, mmlu_forms=forms,
                           truthfulqa_limit=args.truthfulqa_limit or None, truthfulqa_primer=args.primer,
                           batch_size=BATCH_SIZE, seed=SEED)
-    shutil.rmtree(args.out, ignore_errors=True)
-    task_dir = args.out / "tasks"
-    tasks = write_benchmark_tasks(cfg, task_dir)
+    if not args.resume:
+        shutil.rmtree(args.out, ignore_errors=True)
+    task_dir, log = args.out / "tasks", args.out / "segments.json"
+    tasks = write_benchmark_tasks(cfg, task_dir)  # seeded: a resumed run writes the same tasks
+    if args.only:
+        tasks = [t for t in tasks if ("truthfulqa" in t) == (args.only == "truthfulqa")]
+    cache = {p: str(args.out / "cache" / p) if args.resume else None for p in ("project", "cli")}
     model_dir = resolve(EMBEDDED)
 
     t = time.perf_counter()
     model, tokenizer = load_model(model_dir, "float32"), load_tokenizer(model_dir)
     load_s = time.perf_counter() - t
-    project = run_project(model, tokenizer, task_dir, tasks)
+    with segment(log, "project"):
+        project = run_project(model, tokenizer, task_dir, tasks, cache["project"])
 
     from lm_eval.models.huggingface import HFLM
 
@@ -301,13 +348,15 @@ def main() -> None:
                    "families": fams},
     }
     if not args.skip_cli:
-        cmd = cli_command(model_dir, task_dir, tasks, args.out / "lm_eval_cli")
-        cli = run_cli(cmd, args.out / "lm_eval_cli")
+        cmd = cli_command(model_dir, task_dir, tasks, args.out / "lm_eval_cli", cache["cli"])
+        with segment(log, "cli"):
+            cli = run_cli(cmd, args.out / "lm_eval_cli")
         report["timing"]["cli_wall_s"] = round(cli["wall_s"], 1)
         report["harness_check"] = {"command": " ".join(cmd), **compare(project["raw"], cli["raw"])}
     if not args.no_extrapolate:
         forward_rate = fwd["padded_tokens"] / max(fwd["forward_s"], 1e-9)
         report["full_set_estimate"] = extrapolate(cfg, counter, args.out, real, project["wall_s"], forward_rate)
+    report["timing"]["wall_s_all_segments"] = wall_per_path(log)  # a resumed run's whole cost, per path
     text = json.dumps(report, indent=1, default=str)
     (args.out / "bench_eval.json").write_text(text)
     (args.out / "bench_eval.md").write_text(markdown(report) + "\n")

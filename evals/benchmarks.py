@@ -159,8 +159,13 @@ def _dump(path: Path, config: dict) -> None:
     path.write_text(text.replace("'!function tf_utils.process_results_mc2'", "!function tf_utils.process_results_mc2"))
 
 
-def run_lm_eval(model, tokenizer, include_dir: Path, tasks: list[str], batch_size: int = 16) -> dict:
-    """Run tasks on an in-memory model; returns {metric: mean} and per-item scores in a fixed order."""
+def run_lm_eval(model, tokenizer, include_dir: Path, tasks: list[str], batch_size: int = 16,
+                cache: str | None = None) -> dict:
+    """Run tasks on an in-memory model; returns {metric: mean} and per-item scores in a fixed order.
+
+    `cache`: lm-eval's per-request SQLite cache (path prefix); it commits each answer as it is computed,
+    so a run that is killed resumes where it stopped (hours-long full-set runs on a CPU).
+    """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -169,7 +174,7 @@ def run_lm_eval(model, tokenizer, include_dir: Path, tasks: list[str], batch_siz
     manager = TaskManager(include_path=str(include_dir), include_defaults=False)
     out = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, log_samples=True,
                                   bootstrap_iters=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                  fewshot_random_seed=0)
+                                  fewshot_random_seed=0, use_cache=cache)
     return summarise(out)
 
 

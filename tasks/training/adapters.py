@@ -10,6 +10,7 @@ The classes hold no training logic: PEFT does the work; these only name the knob
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -60,7 +61,9 @@ class Adapter:
     @staticmethod
     def load(base, path: str | Path, trainable: bool = False) -> PeftModel:
         """Any saved adapter back onto `base` (PEFT reads the method from adapter_config.json)."""
-        return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
+        with warnings.catch_warnings():  # AdaLoRA: PEFT checks its rank_pattern as LoRA's and warns; the load is exact
+            warnings.filterwarnings("ignore", "The following rank_pattern keys did not match", RuntimeWarning)
+            return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
 
 
 class LoRAAdapter(Adapter):

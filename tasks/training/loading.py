@@ -42,9 +42,9 @@ class VirtualTokensLM(torch.nn.Module):
 
 def load_adapter_for_inference(model, adapter_dir: str | Path):
     """`model` + the adapter in `adapter_dir`: merged when the method allows, else wrapped (VirtualTokensLM)."""
-    from peft import PeftModel
+    from tasks.training.adapters import Adapter
 
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    peft_model = Adapter.load(model, adapter_dir)
     if peft_model.active_peft_config.is_prompt_learning:
         return VirtualTokensLM(peft_model.eval())
     return peft_model.merge_and_unload()
