@@ -8,7 +8,6 @@ test questions the benchmarks score.
 """
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from evals.benchmarks import _read_mmlu
-from evals.perplexity import nll_sum
+from evals.perplexity import perplexity
 
 
 def general_text_samples(data_dir: Path, n: int, seed: int) -> list[str]:
@@ -49,16 +48,12 @@ def text_perplexity(model, tokenizer, texts: list[str], max_length: int = 512, b
     """exp(mean NLL) over every non-pad token of plain texts (no chat template); padding never changes it."""
     if not texts:
         raise ValueError("no texts to score")
-    model.eval()
-    total_nll, total_tokens = 0.0, 0
-    for i in tqdm(range(0, len(texts), batch_size), desc="general-text perplexity", leave=False):
-        # Right padding keeps each text's positions identical to scoring it alone.
-        enc = tokenizer(texts[i:i + batch_size], padding=True, padding_side="right", truncation=True,
-                        max_length=max_length, return_tensors="pt")
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        nll, count = nll_sum(model, enc["input_ids"], enc["attention_mask"], labels)
-        total_nll += nll
-        total_tokens += count
-    if total_tokens == 0:
-        raise ValueError("texts are too short to score (each needs at least two tokens)")
-    return math.exp(total_nll / total_tokens)
+
+    def batches():
+        for i in tqdm(range(0, len(texts), batch_size), desc="general-text perplexity", leave=False):
+            # Right padding keeps each text's positions identical to scoring it alone.
+            enc = tokenizer(texts[i:i + batch_size], padding=True, padding_side="right", truncation=True,
+                            max_length=max_length, return_tensors="pt")
+            yield {**enc, "labels": enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)}
+
+    return perplexity(model, batches(), "texts are too short to score (each needs at least two tokens)")

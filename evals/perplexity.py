@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from tqdm import tqdm
@@ -17,25 +18,33 @@ def nll_sum(model, input_ids, attention_mask, labels) -> tuple[float, int]:
     return nll.item(), int((shift_labels != -100).sum())
 
 
+def perplexity(model, batches: Iterable[dict], nothing_scored: str) -> float:
+    """exp(mean NLL) over every labelled token of all batches (dicts of input_ids, attention_mask, labels)."""
+    model.eval()
+    total_nll, total_tokens = 0.0, 0
+    for batch in batches:
+        nll, count = nll_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        total_nll += nll
+        total_tokens += count
+    if total_tokens == 0:
+        raise ValueError(nothing_scored)
+    return math.exp(total_nll / total_tokens)
+
+
 @torch.no_grad()
 def chat_perplexity(model, tokenizer, rows: list[list[dict]], max_length: int = 1024, batch_size: int = 8,
                     chat_template: str | None = None) -> float:
     """exp(mean NLL) over assistant tokens of all rows. `chat_template` must carry generation markers."""
-    model.eval()
-    total_nll, total_tokens = 0.0, 0
-    for i in tqdm(range(0, len(rows), batch_size), desc="perplexity", leave=False):
-        batch = rows[i:i + batch_size]
-        enc = tokenizer.apply_chat_template(
-            batch, chat_template=chat_template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
-            padding=True, truncation=True, max_length=max_length, return_tensors="pt",
-        )
-        labels = enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)
-        nll, count = nll_sum(model, enc["input_ids"], enc["attention_mask"], labels)
-        total_nll += nll
-        total_tokens += count
-    if total_tokens == 0:
-        raise ValueError("no assistant tokens to score")
-    return math.exp(total_nll / total_tokens)
+    def batches():
+        for i in tqdm(range(0, len(rows), batch_size), desc="perplexity", leave=False):
+            enc = tokenizer.apply_chat_template(
+                rows[i:i + batch_size], chat_template=chat_template, tokenize=True, return_dict=True,
+                return_assistant_tokens_mask=True, padding=True, truncation=True, max_length=max_length,
+                return_tensors="pt",
+            )
+            yield {**enc, "labels": enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)}
+
+    return perplexity(model, batches(), "no assistant tokens to score")
 
 
 @torch.no_grad()
