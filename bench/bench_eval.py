@@ -10,7 +10,7 @@ memory) against plain `lm_eval` run by hand as a subprocess on the same task fol
 max length. Every lm-eval metric and every per-choice log-likelihood must agree to ~1e-6: if they do, the
 project's numbers are lm-eval's numbers and anyone can reproduce them with the printed command.
 With --resume each path keeps lm-eval's per-request cache (its own, so neither path can read the other's
-answers) and the folder is kept: a killed run goes on where it stopped, and segments.jsonl adds up the
+answers) and the folder is kept: a killed run goes on where it stopped, and segments.json adds up the
 wall time of every segment.
 (b) Wall time and tokens/s of the run, and an estimate for the full sets (14,079 MMLU test questions,
 817 TruthfulQA) from the tokens the full sets would forward, counted the way lm-eval batches them.
@@ -340,6 +340,7 @@ def main() -> None:
                      "primer": cfg.truthfulqa_primer, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
                      "torch_threads": __import__("torch").get_num_threads(), "load_avg_1m_at_start": os.getloadavg()[0],
                      "tasks": tasks},
+        "project_scores": summarise(project["raw"])["means"],
         "timing": {"model_load_s": round(load_s, 1), "project_wall_s": round(project["wall_s"], 1),
                    "forward_s": round(fwd["forward_s"], 1), "forward_calls": fwd["calls"],
                    "padded_tokens": fwd["padded_tokens"],
