@@ -163,7 +163,8 @@ def run_cli(cmd: list[str], out: Path) -> dict:
     raw = json.loads(results_file.read_text())
     raw["samples"] = {}
     for path in out.rglob("samples_*.jsonl"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        # split on "\n" only: lm-eval writes raw U+2028/U+0085 inside strings, which splitlines() breaks on
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
         raw["samples"][path.name[len("samples_"):].rsplit("_", 1)[0]] = rows
     return {"raw": raw, "wall_s": wall}
 

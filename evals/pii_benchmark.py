@@ -319,7 +319,7 @@ def main() -> None:
     from tasks.data.config import PiiConfig
     from tasks.data.pii import PiiScanner
 
-    cases = [json.loads(line) for line in args.cases.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = [json.loads(line) for line in args.cases.read_text(encoding="utf-8").split("\n") if line.strip()]
     result = score(cases, PiiScanner(PiiConfig(names="off")).find)
     result["errors"] = result["errors"][: args.show_errors]
     print(json.dumps(result, indent=2))
