@@ -23,9 +23,9 @@ setup: .venv/.ready  ## virtualenv, pinned dependencies, embedded model converte
 	$(PY) -m tasks.model
 	touch $@
 
-pipeline: setup  ## fine-tune, evaluate, gate and register with CONF (key=value overrides in ARGS)
+pipeline: setup  ## run CONF: one recipe, or a chain of stages (`stages:`); key=value overrides in ARGS
 	mkdir -p runs
-	$(PY) -m flows.finetune $(CONF) $(ARGS)
+	$(PY) -m flows $(CONF) $(ARGS)
 
 test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit 5, no tests, is a failure)
 	$(PY) -m pytest -m "not slow" -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
@@ -45,7 +45,7 @@ ui: setup  ## MLflow UI on :5000 and Prefect UI on :4200
 	.venv/bin/prefect server start --host 127.0.0.1 --port 4200 & \
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
-serve: setup  ## serve `finetune` as a Prefect deployment on the cron schedule in CONF
+serve: setup  ## serve CONF's flow (finetune or chain) as a Prefect deployment on its cron schedule
 	$(PY) -m flows.serve $(CONF) $(ARGS)
 
 compare: setup  ## side-by-side table and plots of MLflow runs: make compare RUNS="id1 id2"

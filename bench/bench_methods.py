@@ -42,7 +42,7 @@ def run_one(method: str, args) -> dict:
     """Child process: train one method and report its numbers as JSON."""
     import yaml
 
-    from tasks.model import EMBEDDED, resolve
+    from tasks.model import EMBEDDED, ModelRef
     from tasks.training.config import TrainConfig
     from tasks.training.methods import load_base
     from tasks.training.sft import train_sft
@@ -52,14 +52,14 @@ def run_one(method: str, args) -> dict:
                               grad_accum=1, gradient_checkpointing=False, packing=False, logging_steps=5,
                               save_steps=10_000)
     cfg = TrainConfig.model_validate(raw)
-    base = resolve(EMBEDDED)
+    base = ModelRef.of(EMBEDDED)
     out = Path(args.out) / method
     if method == "base":  # LoRA at initialisation (B = 0) computes exactly the base model: its validation loss
         from tasks.training.sft import build_trainer
 
-        trainer = build_trainer(cfg, base, Path(base), Path(args.train), out, eval_path=Path(args.val))
+        trainer = build_trainer(cfg, base, Path(base.path), Path(args.train), out, eval_path=Path(args.val))
         return {"method": "base (untrained)", "val_loss": trainer.evaluate()["eval_loss"]}
-    result = train_sft(cfg, base, Path(base), Path(args.train), out, eval_path=Path(args.val))
+    result = train_sft(cfg, base, Path(base.path), Path(args.train), out, eval_path=Path(args.val))
     weights_mb = load_base(cfg, base).get_memory_footprint() / 2**20  # after training: not in the peak
     return {"method": method, "trainable_params": result.trainable_params, "total_params": result.total_params,
             "weights_mb": weights_mb, "peak_memory_mb": result.peak_memory_mb, "train_tokens": result.train_tokens,

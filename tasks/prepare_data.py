@@ -5,19 +5,19 @@ from prefect.artifacts import create_table_artifact
 
 from tasks.data.config import DataConfig
 from tasks.data.pipeline import PreparedData, prepare
+from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef, transient_only
+from tasks.training.recipes import check_data
 
 
 @task(name="prepare_data", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=10,
       retry_condition_fn=transient_only)
-def prepare_data(cfg: DataConfig, out_dir: Path, run: RunRef, tokenizer_path: str | None = None) -> PreparedData:
-    """Load, govern, validate and split the data; every row accounted for in the report and MLflow."""
-    tokenizer = None
-    if tokenizer_path:
-        from tasks.model import load_tokenizer
+def prepare_data(cfg: DataConfig, recipe: str, model: ModelRef, out_dir: Path, run: RunRef) -> PreparedData:
+    """Load, govern, validate and split the data; every row accounted for in the report and MLflow.
 
-        tokenizer = load_tokenizer(tokenizer_path)
-    result = prepare(cfg, out_dir, tokenizer=tokenizer)
+    The data's kind is checked against the recipe as soon as the sources are read, before any model loads.
+    """
+    result = prepare(cfg, out_dir, tokenizer=model.load_tokenizer(), check_kind=lambda kind: check_data(recipe, kind))
     logger = run.logger()
     logger.log_metrics({f"data/{k}": v for k, v in result.counts.items()})
     logger.log_params({f"data.license.{src}": lic for src, lic in result.licenses.items()})

@@ -35,11 +35,13 @@ class RunLogger:
 
     @classmethod
     def start_or_resume(cls, uri: str, experiment: str, run_name: str, config_digest: str,
-                        artifact_root: Path | None = None) -> tuple["RunLogger", bool]:
+                        artifact_root: Path | None = None, parent_run_id: str | None = None) -> tuple["RunLogger", bool]:
         """Resume the newest unfinished run of this exact config, else start a new one.
 
         A re-run after a failure lands in the same MLflow run (and run folder), so Prefect's cached
-        stages and the resumed training checkpoint line up with what that run already logged.
+        stages and the resumed training checkpoint line up with what that run already logged. A nested run
+        (a chain's stage, under `parent_run_id`) is resumed even when it finished: the chain's re-run then
+        finds every stage task of a finished stage in the cache and goes on to the next stage.
         """
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp = client.get_experiment_by_name(experiment)
@@ -48,15 +50,16 @@ class RunLogger:
             exp_id = client.create_experiment(experiment, artifact_location=location)
         else:
             exp_id = exp.experiment_id
-        found = client.search_runs(
-            [exp_id], f"tags.config_digest = '{config_digest}' and attributes.status != 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )
+        query = f"tags.config_digest = '{config_digest}'"
+        query += (f" and tags.`mlflow.parentRunId` = '{parent_run_id}'" if parent_run_id
+                  else " and attributes.status != 'FINISHED'")
+        found = client.search_runs([exp_id], query, order_by=["attributes.start_time DESC"], max_results=1)
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
             return cls(run_id, uri), True
-        run = client.create_run(exp_id, run_name=run_name, tags={"config_digest": config_digest})
+        tags = {"config_digest": config_digest, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        run = client.create_run(exp_id, run_name=run_name, tags=tags)
         return cls(run.info.run_id, uri), False
 
     def log_params(self, params: dict) -> None:

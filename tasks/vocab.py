@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken
 
+from tasks.model import ModelRef
 from tasks.schema import Section
 
 _ROWS = "new_embeddings.safetensors"
@@ -160,11 +161,8 @@ def _mean_rows(weight: torch.Tensor, plan: dict[str, list[int]]) -> torch.Tensor
     return torch.stack([weight[pieces].mean(0) for pieces in plan.values()])
 
 
-def extend_tokenizer(cfg: TokenizerConfig, base_path: str, train_path: Path, out_dir: Path,
-                     trust_remote_code: bool = False) -> ExtensionResult:
-    from tasks.model import load_model, load_tokenizer
-
-    tokenizer = load_tokenizer(base_path, trust_remote_code)
+def extend_tokenizer(cfg: TokenizerConfig, base: ModelRef, train_path: Path, out_dir: Path) -> ExtensionResult:
+    tokenizer = base.load_tokenizer()
     texts = _texts(train_path)
     before = tokens_per_word(tokenizer, texts)
     plan, mined = plan_tokens(cfg, tokenizer, texts)
@@ -174,7 +172,7 @@ def extend_tokenizer(cfg: TokenizerConfig, base_path: str, train_path: Path, out
         # normalized=False: match the raw text, spaces included. single_word stays off: it would refuse
         # " Stratovault" after "use" (the match's left neighbour "e" is a word character).
         tokenizer.add_tokens([AddedToken(t, normalized=False) for t in plan])
-        model = load_model(base_path, trust_remote_code=trust_remote_code)
+        model = base.load_model()
         rows = {"input": _mean_rows(model.get_input_embeddings().weight.detach(), plan),
                 "ids": torch.tensor(tokenizer.convert_tokens_to_ids(list(plan)))}
         if not model.config.tie_word_embeddings:

@@ -1,18 +1,16 @@
 """Typed schema of the `data:` section: one place for every default of the data-preparation stage."""
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from tasks.schema import Section
 
 Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "hh_rlhf", "kto"]
 PiiType = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "CREDENTIAL", "URL_CREDENTIALS", "PERSON"]
 PiiAction = Literal["redact", "drop", "keep"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SourceConfig(_Strict):
+class SourceConfig(Section):
     """One input: a file, a folder of files, an HF dataset saved with `save_to_disk`, or a hub name."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -24,13 +22,13 @@ class SourceConfig(_Strict):
     max_rows: int | None = Field(None, ge=1)  # read at most this many rows (quick runs)
 
 
-class DedupConfig(_Strict):
+class DedupConfig(Section):
     """Exact duplicates on NFKC + casefold + collapsed-whitespace text."""
 
     enabled: bool = True
 
 
-class NearDedupConfig(_Strict):
+class NearDedupConfig(Section):
     """MinHash LSH near-duplicate removal (datasketch); the first row of each cluster is kept."""
 
     enabled: bool = True
@@ -40,7 +38,7 @@ class NearDedupConfig(_Strict):
     max_clusters_in_report: int = 100
 
 
-class PiiConfig(_Strict):
+class PiiConfig(Section):
     """Detect PII with presidio pattern recognizers (no model download); redact, drop or keep per type."""
 
     enabled: bool = True
@@ -53,7 +51,7 @@ class PiiConfig(_Strict):
         return self.actions.get(pii_type, self.default_action)  # type: ignore[arg-type]
 
 
-class LicenseConfig(_Strict):
+class LicenseConfig(Section):
     """License gate: each source's SPDX id must be allowed by the policy before anything is read."""
 
     policy: Literal["commercial", "research"] = "commercial"  # research also allows NonCommercial licenses
@@ -62,7 +60,7 @@ class LicenseConfig(_Strict):
     allow_unknown: bool = False  # a source without any license is blocked unless this is set
 
 
-class DecontaminationConfig(_Strict):
+class DecontaminationConfig(Section):
     """Drop training rows that share a long word n-gram with an evaluation benchmark."""
 
     enabled: bool = True
@@ -72,7 +70,7 @@ class DecontaminationConfig(_Strict):
     required: bool = False  # True: a missing benchmark file is an error instead of a report note
 
 
-class ValidationConfig(_Strict):
+class ValidationConfig(Section):
     """great-expectations suite run on the kept rows; a failure raises ValidationFailed."""
 
     enabled: bool = True
@@ -81,7 +79,7 @@ class ValidationConfig(_Strict):
     data_docs: bool = True  # build the HTML data docs under out_dir
 
 
-class DataConfig(_Strict):
+class DataConfig(Section):
     """The whole data-preparation stage."""
 
     sources: list[SourceConfig] = Field(min_length=1)

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel
 
@@ -41,8 +41,12 @@ class PreparedData(BaseModel):
     kind: Literal["sft", "preference", "kto", "text"]
 
 
-def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedData:
-    """Run the whole data stage; on any error nothing is written to `out_dir`."""
+def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None,
+            check_kind: Callable[[str], None] | None = None) -> PreparedData:
+    """Run the whole data stage; on any error nothing is written to `out_dir`.
+
+    `check_kind` sees the data's kind as soon as the sources are read (the recipe raises there on a mismatch).
+    """
     out_dir = Path(out_dir)
     clock = _Clock()
     decisions = check_licenses(cfg.sources, cfg.license)
@@ -52,6 +56,8 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None) -> PreparedDa
         src_rows, formats[src.name] = ingest(src, cfg.on_bad_row, ledger)
         rows += src_rows
     kind = kind_of(formats)
+    if check_kind is not None:
+        check_kind(kind)
     clock.lap("read")
     kept, stages = filter_rows(rows, cfg, ledger)
     clock.lap("filter")

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from safetensors.torch import load_file, save_file
 
-from tasks.model import load_model, load_tokenizer, resolve
+from tasks.model import DType, ModelRef, torch_dtype
+from tasks.schema import Section
 
 MergeMethod = Literal["linear", "ties", "dare_linear", "dare_ties", "svd"]
-DType = Literal["float32", "bfloat16", "float16"]
 _NEEDS_DENSITY = {"ties", "dare_linear", "dare_ties"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Files copied from the first checkpoint into a soup: configs and tokenizer, never optimizer state.
@@ -26,10 +26,8 @@ _SOUP_COPY_SUFFIXES = {".json", ".jinja", ".txt", ".model"}
 _SOUP_SKIP = {"trainer_state.json"}
 
 
-class MergeConfig(BaseModel):
+class MergeConfig(Section):
     """How `package` combines adapters or checkpoints before export (see `run_merge`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     method: MergeMethod | Literal["soup"] = Field(
         "ties", description="ties/dare_* prune conflicting deltas; linear averages; svd re-factorises exactly; "
@@ -62,28 +60,29 @@ class MergeConfig(BaseModel):
         return self
 
 
-def _tokenizer_source(adapter_dir: Path, base: str) -> str:
+def _tokenizer(adapter_dir: Path, base: ModelRef):
     """The adapter's own tokenizer when training saved one (it may carry added tokens), else the base's."""
-    return str(adapter_dir) if all((Path(adapter_dir) / f).is_file() for f in _TOKENIZER_FILES) else base
+    own = all((Path(adapter_dir) / f).is_file() for f in _TOKENIZER_FILES)
+    return base.load_tokenizer(adapter_dir if own else None)
 
 
-def _load_base_for(base_model_path: str, tokenizer):
+def _load_base_for(base: ModelRef, tokenizer):
     """Base model in float32, grown to the tokenizer's vocabulary when training added tokens."""
-    model = load_model(base_model_path, dtype="float32")
+    model = base.model_copy(update={"dtype": "float32"}).load_model()
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     return model
 
 
-def merge_adapter(base_model_path: str, adapter_dir: Path, out_dir: Path, dtype: DType = "bfloat16") -> Path:
-    """Fold a PEFT adapter into its base (merge_and_unload) and save a plain model + tokenizer."""
+def merge_adapter(base: ModelRef, adapter_dir: Path, out_dir: Path, dtype: DType | None = None) -> Path:
+    """Fold a PEFT adapter into its base (merge_and_unload) and save a plain model + tokenizer in `dtype`
+    (default: the base's)."""
     from peft import PeftModel
 
-    base = resolve(str(base_model_path))
-    tokenizer = load_tokenizer(_tokenizer_source(adapter_dir, base))
+    tokenizer = _tokenizer(adapter_dir, base)
     model = PeftModel.from_pretrained(_load_base_for(base, tokenizer), str(adapter_dir))
     merged = model.merge_and_unload(safe_merge=True)  # safe_merge refuses NaNs instead of shipping them
-    merged = merged.to(getattr(torch, dtype))
+    merged = merged.to(torch_dtype(dtype or base.dtype))
     out_dir = Path(out_dir)
     merged.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -91,7 +90,7 @@ def merge_adapter(base_model_path: str, adapter_dir: Path, out_dir: Path, dtype:
 
 
 def merge_adapters(
-    base_model_path: str,
+    base: ModelRef,
     adapter_dirs: list[Path],
     weights: list[float],
     method: MergeMethod,
@@ -112,8 +111,7 @@ def merge_adapters(
         raise ValueError(f"{len(weights)} weights for {len(adapter_dirs)} adapters")
     if method in _NEEDS_DENSITY and density is None:
         raise ValueError(f"{method} needs `density`")
-    base = resolve(str(base_model_path))
-    tokenizer = load_tokenizer(_tokenizer_source(adapter_dirs[0], base))
+    tokenizer = _tokenizer(adapter_dirs[0], base)
     names = [f"source_{i}" for i in range(len(adapter_dirs))]
     model = PeftModel.from_pretrained(_load_base_for(base, tokenizer), str(adapter_dirs[0]), adapter_name=names[0])
     for name, adapter_dir in zip(names[1:], adapter_dirs[1:]):
@@ -172,7 +170,7 @@ def model_soup(checkpoint_dirs: list[Path], out_dir: Path) -> Path:
     return out_dir
 
 
-def run_merge(cfg: MergeConfig, base_model_path: str, out_dir: Path) -> Path:
+def run_merge(cfg: MergeConfig, base: ModelRef, out_dir: Path) -> Path:
     """Apply a MergeConfig: combine the sources (into `out_dir/adapter` or `out_dir/soup`), then optionally
     fold the result into the base (`out_dir/model`). Returns the folder that ships."""
     out_dir = Path(out_dir)
@@ -182,11 +180,11 @@ def run_merge(cfg: MergeConfig, base_model_path: str, out_dir: Path) -> Path:
         combined = cfg.sources[0]
     else:
         combined = merge_adapters(
-            base_model_path, cfg.sources, cfg.weights, cfg.method, cfg.density, out_dir / "adapter",
+            base, cfg.sources, cfg.weights, cfg.method, cfg.density, out_dir / "adapter",
             majority_sign_method=cfg.majority_sign_method, svd_rank=cfg.svd_rank,
         )
     if not cfg.fold_into_base:
         return combined
     if not (Path(combined) / "adapter_config.json").is_file():
         raise ValueError(f"fold_into_base needs an adapter, but {combined} holds full weights")
-    return merge_adapter(base_model_path, combined, out_dir / "model", cfg.dtype)
+    return merge_adapter(base, combined, out_dir / "model", cfg.dtype)

@@ -9,16 +9,18 @@ from pathlib import Path
 
 import mlflow
 
+from tasks.model import ModelRef
+
 
 class AdapterModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from tasks.model import resolve
+        from tasks.model import ModelRef
         from tasks.training.loading import load_trained
 
         cfg, files = context.model_config, context.artifacts
         self.max_new_tokens = int(cfg.get("max_new_tokens", 128))
-        self.model, self.tokenizer = load_trained(resolve(cfg["base_model"]), files["tokenizer"], files.get("adapter"),
-                                                  files.get("model"), cfg.get("dtype", "float32"))
+        base = ModelRef.of(cfg["base_model"], cfg.get("dtype", "float32"), bool(cfg.get("trust_remote_code", False)))
+        self.model, self.tokenizer = load_trained(base, files["tokenizer"], files.get("adapter"), files.get("model"))
 
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
         """Greedy chat replies, one per prompt."""
@@ -29,11 +31,12 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         return generate_replies(self.model, self.tokenizer, messages, n)
 
 
-def save_pyfunc(path, weights_dir, tokenizer_dir, base_model: str, dtype: str, full_weights: bool) -> None:
+def save_pyfunc(path, weights_dir, tokenizer_dir, base: ModelRef, full_weights: bool) -> None:
     """An adapter is stored with a reference to its base; full-weight methods store the whole model."""
     mlflow.pyfunc.save_model(
         path=str(path), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={"model" if full_weights else "adapter": str(weights_dir), "tokenizer": str(tokenizer_dir)},
-        model_config={"base_model": base_model, "dtype": dtype, "max_new_tokens": 128},
+        model_config={"base_model": base.name_or_path, "dtype": base.dtype,
+                      "trust_remote_code": base.trust_remote_code, "max_new_tokens": 128},
         pip_requirements=["tuneforge", "torch==2.13.0", "transformers==5.23.0", "peft==0.21.2"],
     )

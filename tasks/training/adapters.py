@@ -17,9 +17,8 @@ import torch
 from peft import (AdaLoraConfig, IA3Config as PeftIA3Config, LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig,
                   PromptEncoderConfig, PromptTuningConfig, get_peft_model, prepare_model_for_kbit_training)
 
+from tasks.model import ModelRef, torch_dtype
 from tasks.training.config import AdaLoRAConfig, IA3Config, LoRAConfig, PromptLearningConfig, QuantizationConfig
-
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def _targets(target_modules):
@@ -104,12 +103,11 @@ class QLoRAAdapter(LoRAAdapter):
             compute = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
                                   bnb_4bit_use_double_quant=q.double_quant,
-                                  bnb_4bit_compute_dtype=_DTYPES[compute])
+                                  bnb_4bit_compute_dtype=torch_dtype(compute))
 
-    def load_base(self, model_path: str, trust_remote_code: bool = False):
-        from tasks.model import load_model
-
-        return load_model(model_path, "float32", trust_remote_code, quantization_config=self.quantization_config())
+    def load_base(self, model: ModelRef):
+        """`model` with its Linear weights in 4 bits (norms and embeddings stay float32)."""
+        return model.model_copy(update={"dtype": "float32"}).load_model(quantization_config=self.quantization_config())
 
     def apply(self, base, trainable_token_ids: list[int] | None = None) -> PeftModel:
         if not getattr(base, "is_loaded_in_4bit", False):

@@ -1,6 +1,8 @@
-"""Training section of the config: the method, one nested section per method family, and the optimisation knobs.
+"""Training section of the config: the recipe, the method, one nested section per method family, and the
+optimisation knobs.
 
-`method` is the one switch; each family reads only its own section (unused sections keep their defaults):
+`recipe` is the objective (sft, and the preference and RL recipes as they land); `method` is how the weights
+train, independent of the recipe. For the method, each family reads only its own section (unused sections keep their defaults):
 LoRA family (lora, dora, rslora, qlora) -> `lora` (+ `qlora` for quantisation), adalora -> `adalora`,
 ia3 -> `ia3`, prefix/prompt/ptuning -> `prompt_learning`, partial -> `partial`, galore -> `galore`, full -> none.
 """
@@ -12,6 +14,7 @@ from pydantic import Field, model_validator
 
 from tasks.schema import Section
 
+Recipe = Literal["sft"]
 Method = Literal["lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning",
                  "full", "partial", "galore"]
 LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
@@ -112,6 +115,8 @@ class GaLoreConfig(Section):
 
 
 class TrainConfig(Section):
+    recipe: Recipe = "sft"
+    """The objective: one module under tasks/training/ each (see recipes.py for the data each one needs)."""
     method: Method = "lora"
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     qlora: QuantizationConfig = Field(default_factory=QuantizationConfig)
@@ -128,14 +133,15 @@ class TrainConfig(Section):
     """Per-parameter learning rates, first matching key wins: `embeddings`, `head`, `norm`, `layers.0-15`,
     `layers.3`, or any substring of a parameter name. Unmatched parameters use learning_rate."""
     lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # fraction of the total optimizer steps spent ramping up
     weight_decay: float = 0.0  # applied to matrices only, never to norms and biases
     batch_size: int = Field(4, gt=0)
     grad_accum: int = Field(1, gt=0)
     max_grad_norm: float = 1.0  # 0 disables clipping
     max_length: int = Field(512, gt=8)  # tokens per example (per packed row with packing); longer are truncated
     packing: bool = False  # best-fit pack examples into max_length rows, attention kept per example (padding-free)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto = bf16 on CUDA that has it, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto = bf16 where the hardware computes it natively (CUDA with bf16, a CPU with AMX), else fp32."""
     gradient_checkpointing: bool = False  # less activation memory, ~30% slower
     logging_steps: int = Field(5, gt=0)
     save_steps: int = Field(20, gt=0)  # checkpoint cadence: a re-run resumes from the last one

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import torch
 
+from tasks.model import ModelRef, load_model
+from tasks.training.adapters import Adapter
+from tasks.vocab import apply_extension
+
 
 class VirtualTokensLM(torch.nn.Module):
     """A prompt-learning PeftModel whose forward returns logits for the real tokens only.
@@ -42,25 +46,20 @@ class VirtualTokensLM(torch.nn.Module):
 
 def load_adapter_for_inference(model, adapter_dir: str | Path):
     """`model` + the adapter in `adapter_dir`: merged when the method allows, else wrapped (VirtualTokensLM)."""
-    from tasks.training.adapters import Adapter
-
     peft_model = Adapter.load(model, adapter_dir)
     if peft_model.active_peft_config.is_prompt_learning:
         return VirtualTokensLM(peft_model.eval())
     return peft_model.merge_and_unload()
 
 
-def load_trained(base: str, tokenizer_dir: str | Path, adapter_dir: str | Path | None = None,
-                 model_dir: str | Path | None = None, dtype: str = "float32", trust_remote_code: bool = False):
-    """(model, tokenizer) from a TrainResult's `adapter_dir` or `model_dir` (exactly one of them)."""
-    from tasks.model import load_model, load_tokenizer
-    from tasks.vocab import apply_extension
-
+def load_trained(base: ModelRef, tokenizer_dir: str | Path, adapter_dir: str | Path | None = None,
+                 model_dir: str | Path | None = None):
+    """(model, tokenizer) from a training output's `adapter_dir` or `model_dir` (exactly one of them)."""
     if (adapter_dir is None) == (model_dir is None):
         raise ValueError("pass exactly one of adapter_dir (adapter methods) and model_dir (full-weight methods)")
-    tokenizer = load_tokenizer(str(tokenizer_dir), trust_remote_code)
+    tokenizer = base.load_tokenizer(tokenizer_dir)
     if model_dir is not None:  # vocabulary extension already inside the saved weights
-        return load_model(str(model_dir), dtype, trust_remote_code), tokenizer
-    model = load_model(base, dtype, trust_remote_code)
+        return load_model(str(model_dir), base.dtype, base.trust_remote_code), tokenizer
+    model = base.load_model()
     apply_extension(model, tokenizer, Path(tokenizer_dir))
     return load_adapter_for_inference(model, adapter_dir), tokenizer

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from tasks.model import ModelRef
 from tasks.training.adapters import (AdaLoRAAdapter, Adapter, DoRAAdapter, IA3Adapter, LoRAAdapter, PrefixTuning,
                                      PromptTuning, PTuning, QLoRAAdapter)
 from tasks.training.config import FULL_WEIGHT, PartialConfig, TrainConfig
@@ -43,13 +44,11 @@ def adapter_for(cfg: TrainConfig, tokenizer_dir: Path | None = None) -> Adapter 
     raise ValueError(f"unknown train.method {m!r}")
 
 
-def load_base(cfg: TrainConfig, model_path: str, dtype: str = "float32", trust_remote_code: bool = False):
-    """The base model as the method needs it: 4-bit NF4 for QLoRA, `dtype` otherwise."""
-    from tasks.model import load_model
-
+def load_base(cfg: TrainConfig, model: ModelRef):
+    """The base model as the method needs it: 4-bit NF4 for QLoRA, `model.dtype` otherwise."""
     if cfg.method == "qlora":
-        return QLoRAAdapter(cfg.lora, cfg.qlora).load_base(model_path, trust_remote_code)
-    return load_model(model_path, dtype, trust_remote_code)
+        return QLoRAAdapter(cfg.lora, cfg.qlora).load_base(model)
+    return model.load_model()
 
 
 def apply_method(model, cfg: TrainConfig, trainable_token_ids: list[int] | None = None,

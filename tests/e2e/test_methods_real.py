@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from tasks.model import EMBEDDED, load_tokenizer, resolve
+from tasks.model import EMBEDDED, ModelRef
 from tasks.training.config import TrainConfig
 from tasks.training.loading import load_trained
 from tasks.training.sft import train_sft
@@ -51,17 +51,17 @@ def demo_rows(tmp_path_factory):
 def test_method_on_smollm2(method, demo_rows, tmp_path):
     overrides, trainable = EXPECTED[method]
     cfg = TrainConfig.model_validate({"method": method, "max_steps": 3, "epochs": 3, "batch_size": 2, "max_length": 128,
-                                      "logging_steps": 1, "save_steps": 100, "warmup_ratio": 0.0,
+                                      "logging_steps": 1, "save_steps": 100, "warmup_fraction": 0.0,
                                       "lr_scheduler": "constant_with_warmup", **overrides})
-    base = resolve(EMBEDDED)
-    result = train_sft(cfg, base, base, demo_rows, tmp_path)
+    base = ModelRef.of(EMBEDDED)
+    result = train_sft(cfg, base, base.path, demo_rows, tmp_path)
     assert result.trainable_params == trainable
     losses = [h["loss"] for h in json.loads(result.history_path.read_text()) if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0], losses  # every step sees the same two rows: the loss must fall
 
-    model, tokenizer = load_trained(base, base, adapter_dir=result.adapter_dir, model_dir=result.model_dir)
-    enc = load_tokenizer(base).apply_chat_template([{"role": "user", "content": "How do I restore a file?"}],
+    model, tokenizer = load_trained(base, base.path, adapter_dir=result.adapter_dir, model_dir=result.model_dir)
+    enc = base.load_tokenizer().apply_chat_template([{"role": "user", "content": "How do I restore a file?"}],
                                                    add_generation_prompt=True, return_dict=True, return_tensors="pt")
     with torch.no_grad():
         logits = model(**enc).logits

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, PipelineConfig, apply_override, load_config
+from tasks.config import ChainConfig, ConfigError, PipelineConfig, apply_override, load_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT = CONF / "smollm2" / "lora.yaml"
@@ -21,7 +21,8 @@ def test_every_yaml_under_conf_loads(path):
     text = path.read_text()
     assert text.startswith("#"), f"{path} should open with the command that runs it"
     config = load_config(path)
-    assert config.data.sources
+    stages = config.stages.values() if isinstance(config, ChainConfig) else [config]
+    assert all(stage.data.sources for stage in stages)
 
 
 def test_unknown_key_is_an_error_naming_it(tmp_path):
@@ -69,3 +70,40 @@ def test_flat_params_are_dotted_and_complete():
 def test_data_section_is_required():
     with pytest.raises(Exception, match="data"):
         PipelineConfig.model_validate({})
+
+
+CHAIN = CONF / "smollm2" / "sft_then_sft.yaml"
+
+
+def test_a_chain_is_stages_of_whole_configs_over_shared_defaults():
+    chain = load_config(CHAIN)
+    assert isinstance(chain, ChainConfig) and list(chain.stages) == ["support", "followup"]
+    first, second = chain.stages.values()
+    assert first.train.lora.rank == 8 and first.data.sources[0].name == "demo_support"  # from base: lora.yaml
+    assert second.data.sources[0].name == "demo_support_b" and second.model.init_from == "stage:support"
+    assert (first.run_name, second.run_name) == ("smollm2-sft-then-sft-support", "smollm2-sft-then-sft-followup")
+
+
+def test_chain_overrides_reach_every_stage_or_the_named_one():
+    chain = load_config(CHAIN, ["train.max_steps=3", "stages.followup.train.max_steps=2"])
+    assert [s.train.max_steps for s in chain.stages.values()] == [3, 2]  # the command line wins over the file
+    with pytest.raises(ConfigError, match="no stage named 'nope'"):
+        load_config(CHAIN, ["stages.nope.train.max_steps=2"])
+
+
+def test_chain_errors_name_the_stage_and_key():
+    with pytest.raises(ConfigError, match=r"stages\.followup\.train\.batch_size"):
+        load_config(CHAIN, ["stages.followup.train.batch_size=four"])
+
+
+def test_init_from_must_name_an_earlier_stage(tmp_path):
+    bad = tmp_path / "chain.yaml"
+    bad.write_text(CHAIN.read_text().replace("stage:support", "stage:followup").replace("base: lora.yaml",
+                                                                                          f"base: {DEFAULT}"))
+    with pytest.raises(ConfigError, match=r"stages.followup.model.init_from=stage:followup: no earlier stage"):
+        load_config(bad)
+
+
+def test_a_renamed_key_says_its_new_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.warmup_ratio: unknown key \(renamed: use train\.warmup_fraction\)"):
+        load_config(DEFAULT, ["train.warmup_ratio=0.1"])

@@ -1,9 +1,11 @@
 """The Prefect stage: it logs tokens-per-word before and after, and the tokenizer folder only when tokens were added."""
 import json
+from types import SimpleNamespace
 
 from mlflow import MlflowClient
 
 from tasks.extend_tokenizer import extend_tokenizer
+from tasks.model import ModelRef
 from tasks.stage import RunRef
 from tasks.tracking import RunLogger
 from tasks.vocab import MineConfig, TokenizerConfig
@@ -16,6 +18,11 @@ def _train(path):
     return path
 
 
+def _data(tmp_path):
+    """The one field of the data stage's result this stage reads."""
+    return SimpleNamespace(train_path=_train(tmp_path / "train.jsonl"))
+
+
 def _run(uri, tmp_path, digest):
     logger, _ = RunLogger.start_or_resume(uri, "exp", "r", digest, tmp_path / "art")
     return RunRef(run_id=logger.run_id, tracking_uri=uri)
@@ -24,7 +31,7 @@ def _run(uri, tmp_path, digest):
 def test_stage_logs_tokens_per_word_and_the_extended_tokenizer(tiny_model_dir, tmp_path, mlflow_uri):
     run = _run(mlflow_uri, tmp_path, "a")
     cfg = TokenizerConfig(mine=MineConfig(enabled=True, min_count=10))
-    result = extend_tokenizer.fn(cfg, str(tiny_model_dir), _train(tmp_path / "train.jsonl"), tmp_path / "out", run)
+    result = extend_tokenizer.fn(cfg, ModelRef.of(str(tiny_model_dir)), _data(tmp_path), tmp_path / "out", run)
     assert result.mined == ["Stratovault"] and result.added == [" Stratovault"]  # never at a line start here
     client = MlflowClient(mlflow_uri)
     metrics = client.get_run(run.run_id).data.metrics
@@ -38,7 +45,7 @@ def test_stage_logs_tokens_per_word_and_the_extended_tokenizer(tiny_model_dir, t
 
 def test_no_op_stage_logs_metrics_but_no_tokenizer(tiny_model_dir, tmp_path, mlflow_uri):
     run = _run(mlflow_uri, tmp_path, "b")
-    result = extend_tokenizer.fn(TokenizerConfig(), str(tiny_model_dir), _train(tmp_path / "train.jsonl"),
+    result = extend_tokenizer.fn(TokenizerConfig(), ModelRef.of(str(tiny_model_dir)), _data(tmp_path),
                                  tmp_path / "out", run)
     client = MlflowClient(mlflow_uri)
     assert result.added == [] and client.get_run(run.run_id).data.metrics["tokenizer/added_tokens"] == 0

@@ -20,7 +20,7 @@ def test_resolve_maps_only_the_embedded_id(tmp_path):
 
 
 def test_load_model_rejects_unknown_dtype(tiny_model_dir):
-    with pytest.raises(ValueError, match="model.dtype"):
+    with pytest.raises(ValueError, match="dtype must be one of"):
         load_model(str(tiny_model_dir), dtype="float8")
 
 

@@ -7,7 +7,8 @@ import yaml
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from tasks.model import load_model, load_tokenizer, load_tuned
+from tasks.model import ModelRef, load_model, load_tokenizer
+from tasks.training.loading import load_trained
 from tasks.vocab import (MineConfig, TokenizerConfig, apply_extension, extend_tokenizer, mine_terms, plan_tokens,
                          tokens_per_word)
 
@@ -109,7 +110,7 @@ def test_both_forms_give_the_fewest_tokens_per_word(tiny_model_dir, tokenizer):
 def test_new_rows_are_the_mean_of_the_old_pieces_and_tokens_per_word_drops(tiny_model_dir, tokenizer, train_path,
                                                                            tmp_path):
     cfg = TokenizerConfig(mine=MineConfig(enabled=True, min_count=5))
-    result = extend_tokenizer(cfg, str(tiny_model_dir), train_path, tmp_path / "out")
+    result = extend_tokenizer(cfg, ModelRef.of(str(tiny_model_dir)), train_path, tmp_path / "out")
     assert result.added == ["Stratovault", " Stratovault"] and result.mined == ["Stratovault"]
     assert result.tokens_per_word_after < result.tokens_per_word_before
     rows = load_file(str(result.tokenizer_dir / "new_embeddings.safetensors"))
@@ -129,7 +130,7 @@ def test_new_rows_are_the_mean_of_the_old_pieces_and_tokens_per_word_drops(tiny_
 
 
 def test_apply_extension_on_a_fresh_base_reproduces_the_rows(tiny_model_dir, train_path, tmp_path):
-    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), str(tiny_model_dir), train_path, tmp_path)
+    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), ModelRef.of(str(tiny_model_dir)), train_path, tmp_path)
     rows = load_file(str(result.tokenizer_dir / "new_embeddings.safetensors"))
     base = load_model(str(tiny_model_dir)).get_input_embeddings().weight.detach().clone()
     model = load_model(str(tiny_model_dir))
@@ -149,7 +150,7 @@ def test_untied_model_gets_output_rows_too(tiny_model_dir, tokenizer, train_path
     LlamaForCausalLM(config).save_pretrained(tmp_path / "untied")
     tokenizer.save_pretrained(tmp_path / "untied")
     base = str(tmp_path / "untied")
-    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), base, train_path, tmp_path / "out")
+    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), ModelRef.of(base), train_path, tmp_path / "out")
     rows = load_file(str(result.tokenizer_dir / "new_embeddings.safetensors"))
     head = load_model(base).get_output_embeddings().weight.detach()
     torch.testing.assert_close(rows["output"][0], head[_pieces(tokenizer, "Stratovault")].mean(0))
@@ -161,7 +162,7 @@ def test_untied_model_gets_output_rows_too(tiny_model_dir, tokenizer, train_path
 
 def test_no_op_config_changes_nothing(tiny_model_dir, train_path, tmp_path):
     for cfg in (TokenizerConfig(), TokenizerConfig(mine=MineConfig(enabled=True, min_count=1000))):
-        result = extend_tokenizer(cfg, str(tiny_model_dir), train_path, tmp_path / "out")
+        result = extend_tokenizer(cfg, ModelRef.of(str(tiny_model_dir)), train_path, tmp_path / "out")
         assert result.added == [] and result.tokens_per_word_after == result.tokens_per_word_before
         assert not (result.tokenizer_dir / "new_embeddings.safetensors").exists()
         assert not (result.tokenizer_dir / "extension.json").exists()
@@ -176,7 +177,7 @@ def test_new_rows_train_under_lora_old_rows_do_not_and_load_tuned_generates(tiny
     from tasks.training.config import TrainConfig
     from tasks.training.methods import apply_method
 
-    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), str(tiny_model_dir), train_path,
+    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), ModelRef.of(str(tiny_model_dir)), train_path,
                               tmp_path / "vocab")
     rows = load_file(str(result.tokenizer_dir / "new_embeddings.safetensors"))
     tok = load_tokenizer(str(result.tokenizer_dir))
@@ -194,7 +195,7 @@ def test_new_rows_train_under_lora_old_rows_do_not_and_load_tuned_generates(tiny
         optim.zero_grad()
     peft_model.save_pretrained(tmp_path / "adapter")
 
-    tuned, tuned_tok = load_tuned(str(tiny_model_dir), str(result.tokenizer_dir), str(tmp_path / "adapter"))
+    tuned, tuned_tok = load_trained(ModelRef.of(str(tiny_model_dir)), str(result.tokenizer_dir), adapter_dir=str(tmp_path / "adapter"))
     base = load_model(str(tiny_model_dir)).get_input_embeddings().weight.detach()
     emb = tuned.get_input_embeddings().weight.detach()
     assert len(tuned_tok) == emb.shape[0] == tuned.config.vocab_size == BASE_VOCAB + 2
@@ -209,11 +210,11 @@ def test_train_sft_trains_new_rows(tiny_model_dir, train_path, tmp_path):
     from tasks.training.config import TrainConfig
     from tasks.training.sft import train_sft
 
-    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), str(tiny_model_dir), train_path,
+    result = extend_tokenizer(TokenizerConfig(add_tokens=["Stratovault"]), ModelRef.of(str(tiny_model_dir)), train_path,
                               tmp_path / "vocab")
-    cfg = TrainConfig(max_steps=2, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, logging_steps=1,
+    cfg = TrainConfig(max_steps=2, batch_size=4, learning_rate=1e-2, warmup_fraction=0.0, logging_steps=1,
                       save_steps=10, max_length=64, assistant_only_loss=False)
-    trained = train_sft(cfg, str(tiny_model_dir), result.tokenizer_dir, train_path, tmp_path / "train")
-    tuned, _ = load_tuned(str(tiny_model_dir), str(result.tokenizer_dir), str(trained.adapter_dir))
+    trained = train_sft(cfg, ModelRef.of(str(tiny_model_dir)), result.tokenizer_dir, train_path, tmp_path / "train")
+    tuned, _ = load_trained(ModelRef.of(str(tiny_model_dir)), str(result.tokenizer_dir), adapter_dir=str(trained.adapter_dir))
     rows = load_file(str(result.tokenizer_dir / "new_embeddings.safetensors"))
     assert (tuned.get_input_embeddings().weight[rows["ids"]] - rows["input"]).abs().amax(dim=1).min() > 1e-3

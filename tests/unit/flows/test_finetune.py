@@ -4,7 +4,7 @@ import json
 import pytest
 from mlflow import MlflowClient
 import tasks.evaluate
-import tasks.train
+import tasks.training.sft
 from flows.finetune import finetune
 from tasks.config import load_config
 from tests.helpers import build_tiny_reward_model
@@ -37,8 +37,8 @@ def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path
     config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, extra=[f"eval.reward_model={judge}",
                                                                       "eval.general_text_rows=4"])
     train_calls = []
-    real_train = tasks.train.train_sft
-    monkeypatch.setattr(tasks.train, "train_sft", lambda *a, **k: train_calls.append(1) or real_train(*a, **k))
+    real_train = tasks.training.sft.train_sft
+    monkeypatch.setattr(tasks.training.sft, "train_sft", lambda *a, **k: train_calls.append(1) or real_train(*a, **k))
     real_score = tasks.evaluate.score_model
 
     def flaky(*a, **k):
@@ -74,12 +74,12 @@ def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path
     assert {"report.html", "loss.png"} <= {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "report")}
 
     # A new config (new run) re-trains but reuses the base model's scores from the first run.
-    base_loads = []
-    real_load = tasks.evaluate.load_model
-    monkeypatch.setattr(tasks.evaluate, "load_model", lambda *a, **k: base_loads.append(1) or real_load(*a, **k))
+    scored = []
+    real_eval = tasks.evaluate._evaluate_model
+    monkeypatch.setattr(tasks.evaluate, "_evaluate_model", lambda *a, **k: scored.append(1) or real_eval(*a, **k))
     second = finetune(config.model_copy(update={"seed": 1}))
     assert second["mlflow_run_id"] != result["mlflow_run_id"] and len(train_calls) == 2
-    assert base_loads == []
+    assert scored == [1]  # the tuned model only: the base's scores came from the cache
     second_run = client.get_run(second["mlflow_run_id"])
     assert second_run.data.metrics["eval/base/perplexity"] == run.data.metrics["eval/base/perplexity"]
 

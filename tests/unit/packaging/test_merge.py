@@ -7,6 +7,7 @@ import yaml
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from tasks.model import ModelRef
 from tasks.packaging.merge import MergeConfig, merge_adapter, merge_adapters, model_soup, run_merge
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -62,7 +63,7 @@ def _logits(model, prompt) -> torch.Tensor:
 def test_merged_model_generates_exactly_like_base_plus_adapter(tiny_model_dir, adapters, prompt, tmp_path):
     from peft import PeftModel
 
-    out = merge_adapter(str(tiny_model_dir), adapters[0], tmp_path / "merged", dtype="float32")
+    out = merge_adapter(ModelRef.of(str(tiny_model_dir)), adapters[0], tmp_path / "merged", dtype="float32")
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     merged = _load_base(out)
     unmerged = PeftModel.from_pretrained(_load_base(tiny_model_dir), str(adapters[0])).eval()
@@ -75,7 +76,7 @@ def test_merged_model_generates_exactly_like_base_plus_adapter(tiny_model_dir, a
 
 
 def test_merge_adapter_casts_to_requested_dtype(tiny_model_dir, adapters, tmp_path):
-    out = merge_adapter(str(tiny_model_dir), adapters[0], tmp_path / "bf16", dtype="bfloat16")
+    out = merge_adapter(ModelRef.of(str(tiny_model_dir)), adapters[0], tmp_path / "bf16", dtype="bfloat16")
     tensors = load_file(out / "model.safetensors")
     assert {t.dtype for t in tensors.values()} == {torch.bfloat16}
 
@@ -83,7 +84,7 @@ def test_merge_adapter_casts_to_requested_dtype(tiny_model_dir, adapters, tmp_pa
 def test_ties_merge_differs_from_both_inputs_and_loads(tiny_model_dir, adapters, prompt, tmp_path):
     from peft import PeftModel
 
-    out = merge_adapters(str(tiny_model_dir), adapters, [1.0, 1.0], "ties", 0.5, tmp_path / "ties")
+    out = merge_adapters(ModelRef.of(str(tiny_model_dir)), adapters, [1.0, 1.0], "ties", 0.5, tmp_path / "ties")
     merged, a, b = (load_file(p / ADAPTER_FILE) for p in (out, *adapters))
     assert merged.keys() == a.keys() and len(merged) == 8  # 2 layers x (q, v) x (A, B)
     for key in merged:
@@ -101,7 +102,7 @@ def test_ties_merge_differs_from_both_inputs_and_loads(tiny_model_dir, adapters,
 
 def test_svd_merge_reproduces_weighted_sum_of_deltas(tiny_model_dir, adapters, tmp_path):
     # with rank r1 + r2 the SVD re-factorisation is exact: dW = 0.5 dW1 + 0.5 dW2
-    out = merge_adapters(str(tiny_model_dir), adapters, [0.5, 0.5], "svd", None, tmp_path / "svd", svd_rank=8)
+    out = merge_adapters(ModelRef.of(str(tiny_model_dir)), adapters, [0.5, 0.5], "svd", None, tmp_path / "svd", svd_rank=8)
     cfg = json.loads((out / "adapter_config.json").read_text())
     merged, a, b = (load_file(p / ADAPTER_FILE) for p in (out, *adapters))
     prefix = "base_model.model.model.layers.0.self_attn.q_proj"
@@ -134,7 +135,7 @@ def test_model_soup_rejects_mismatched_checkpoints(adapters, tmp_path):
 
 def test_run_merge_soup_then_fold(tiny_model_dir, adapters, tmp_path):
     cfg = MergeConfig(method="soup", sources=adapters, fold_into_base=True, dtype="float32")
-    out = run_merge(cfg, str(tiny_model_dir), tmp_path)
+    out = run_merge(cfg, ModelRef.of(str(tiny_model_dir)), tmp_path)
     assert out == tmp_path / "model" and (tmp_path / "soup" / ADAPTER_FILE).is_file()
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
 

@@ -28,6 +28,6 @@ def write_chats(path: Path, repeats: int = 4) -> Path:
 
 def fast(method: str, **overrides) -> TrainConfig:
     """A few high-learning-rate steps on the tiny model: enough for the loss to fall, seconds on CPU."""
-    base = dict(method=method, max_steps=8, learning_rate=1e-2, warmup_ratio=0.0, lr_scheduler="constant_with_warmup",
+    base = dict(method=method, max_steps=8, learning_rate=1e-2, warmup_fraction=0.0, lr_scheduler="constant_with_warmup",
                 batch_size=4, max_length=64, logging_steps=1, save_steps=100, epochs=10)
     return TrainConfig.model_validate({**base, **overrides})

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from tasks.model import ModelRef
 from tasks.model import load_model
 from tasks.training.adapters import (AdaLoRAAdapter, Adapter, DoRAAdapter, IA3Adapter, LoRAAdapter, PrefixTuning,
                                      PromptTuning, PTuning, QLoRAAdapter, orthogonal_penalty)
@@ -60,7 +61,7 @@ def test_qlora_adapter_needs_a_4bit_base(base, tiny_model_dir):
     adapter = QLoRAAdapter(LoRAConfig(rank=4, target_modules=["q_proj"]))
     with pytest.raises(ValueError, match="4-bit"):
         adapter.apply(base)
-    quantised = adapter.load_base(str(tiny_model_dir))
+    quantised = adapter.load_base(ModelRef.of(str(tiny_model_dir)))
     assert quantised.get_memory_footprint() < base.get_memory_footprint()
     adapter.apply(quantised)
     assert sum(adapter.trainable_parameters().values()) == 2 * 4 * (64 + 64)

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tasks.model import ModelRef
 from tasks.training.callbacks import AdaLoRABudget, MLflowMetrics, peak_memory_mb
 from tasks.training.sft import build_trainer
 from tests.unit.training.support import fast
@@ -43,7 +44,7 @@ def test_no_rate_on_the_first_log_after_a_resume():
 def test_every_logging_step_logs_throughput_of_non_padding_tokens(tmp_path, tiny_model_dir, chat_path, packing):
     logger = RecordingLogger()
     cfg = fast("ia3", max_steps=50, epochs=1, logging_steps=1, max_length=128, packing=packing)
-    trainer = build_trainer(cfg, str(tiny_model_dir), tiny_model_dir, chat_path, tmp_path, logger=logger)
+    trainer = build_trainer(cfg, ModelRef.of(str(tiny_model_dir)), tiny_model_dir, chat_path, tmp_path, logger=logger)
     dataset_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     trainer.train()
     steps = [(m, s) for m, s in logger.calls if "train/loss" in m]

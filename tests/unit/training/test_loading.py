@@ -1,8 +1,8 @@
-"""What evaluation/packaging load: merged adapters (tasks.model.load_tuned), wrapped prompt learning, full models."""
+"""What evaluation/packaging load: merged adapters (tasks.training.loading.load_trained), wrapped prompt learning, full models."""
 import pytest
 import torch
 
-from tasks.model import load_model, load_tuned
+from tasks.model import ModelRef, load_model
 from tasks.training.adapters import LoRAAdapter, PrefixTuning, PromptTuning, PTuning
 from tasks.training.config import LoRAConfig, PromptLearningConfig
 from tasks.training.loading import VirtualTokensLM, load_trained
@@ -13,7 +13,7 @@ def ids():
     return {"input_ids": torch.tensor([[1, 20, 300, 4000, 12, 7]]), "attention_mask": torch.ones(1, 6, dtype=torch.long)}
 
 
-def test_lora_folder_loads_through_load_tuned(tiny_model_dir, tmp_path, ids):
+def test_lora_folder_loads_through_load_trained(tiny_model_dir, tmp_path, ids):
     adapter = LoRAAdapter(LoRAConfig(rank=4, target_modules="all-linear"))
     model = adapter.apply(load_model(str(tiny_model_dir)))
     with torch.no_grad():
@@ -22,7 +22,7 @@ def test_lora_folder_loads_through_load_tuned(tiny_model_dir, tmp_path, ids):
                 p.normal_(std=0.1)
     expected = model.eval()(**ids).logits
     adapter.save(tmp_path / "a")
-    merged, _ = load_tuned(str(tiny_model_dir), str(tiny_model_dir), str(tmp_path / "a"))
+    merged, _ = load_trained(ModelRef.of(str(tiny_model_dir)), str(tiny_model_dir), adapter_dir=tmp_path / "a")
     assert not hasattr(merged, "peft_config")  # a plain model
     torch.testing.assert_close(merged(**ids).logits, expected, atol=1e-4, rtol=1e-4)
 
@@ -34,7 +34,7 @@ def test_prompt_learning_logits_line_up_with_the_input(tiny_model_dir, tmp_path,
     raw = peft_model(**ids).logits
     assert raw.shape[1] == 6 + n_virtual  # PEFT's own output for prompt/ptuning includes the virtual positions
     adapter.save(tmp_path / "p")
-    model, tokenizer = load_trained(str(tiny_model_dir), tiny_model_dir, adapter_dir=tmp_path / "p")
+    model, tokenizer = load_trained(ModelRef.of(str(tiny_model_dir)), tiny_model_dir, adapter_dir=tmp_path / "p")
     assert isinstance(model, VirtualTokensLM) and model.n_virtual == n_virtual
     logits = model(**ids).logits
     assert logits.shape == (1, 6, 49152)
@@ -49,7 +49,7 @@ def test_full_model_folder_loads_as_a_plain_model(tiny_model_dir, tmp_path, ids)
     with torch.no_grad():
         model.model.norm.weight.mul_(2)
     model.save_pretrained(tmp_path / "m")
-    loaded, _ = load_trained("unused", tiny_model_dir, model_dir=tmp_path / "m")
+    loaded, _ = load_trained(ModelRef.of(str(tiny_model_dir)), tiny_model_dir, model_dir=tmp_path / "m")
     torch.testing.assert_close(loaded(**ids).logits, model(**ids).logits)
     with pytest.raises(ValueError, match="exactly one"):
-        load_trained("unused", tiny_model_dir)
+        load_trained(ModelRef.of(str(tiny_model_dir)), tiny_model_dir)

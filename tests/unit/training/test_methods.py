@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from tasks.model import ModelRef
 from tasks.training.adapters import Adapter
 from tasks.training.methods import apply_method, count_parameters, freeze_for_partial, load_base
 from tasks.training.sft import train_sft
@@ -30,7 +31,7 @@ def _config(result):
 
 def _train(tmp_path, tiny_model_dir, chat_path, method, **overrides):
     cfg = fast(method, max_steps=6, **overrides)
-    result = train_sft(cfg, str(tiny_model_dir), tiny_model_dir, chat_path, tmp_path / method)
+    result = train_sft(cfg, ModelRef.of(str(tiny_model_dir)), tiny_model_dir, chat_path, tmp_path / method)
     assert result.method == method
     assert result.final_loss < result.first_loss - 0.03, (result.first_loss, result.final_loss)
     return result
@@ -65,7 +66,7 @@ def test_qlora_trains_adapters_on_a_4bit_base(tmp_path, tiny_model_dir, chat_pat
 def test_qlora_base_is_nf4_double_quantised(tiny_model_dir):
     import bitsandbytes as bnb
 
-    model = load_base(fast("qlora"), str(tiny_model_dir))
+    model = load_base(fast("qlora"), ModelRef.of(str(tiny_model_dir)))
     q_proj = model.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj, bnb.nn.Linear4bit)
     assert q_proj.weight.quant_state.quant_type == "nf4" and q_proj.weight.quant_state.nested
@@ -83,7 +84,7 @@ def test_adalora_prunes_rank_on_schedule(tmp_path, tiny_model_dir, chat_path):
     keys = _keys(result.adapter_dir / "adapter_model.safetensors")
     saved_ranks = sorted(v[0] for k, v in keys.items() if "lora_E" in k)
     assert saved_ranks == sorted(kept.values())  # PEFT saves the pruned shapes
-    loaded = dict(Adapter.load(load_base(fast("lora"), str(tiny_model_dir)), result.adapter_dir).named_parameters())
+    loaded = dict(Adapter.load(load_base(fast("lora"), ModelRef.of(str(tiny_model_dir))), result.adapter_dir).named_parameters())
     with safe_open(str(result.adapter_dir / "adapter_model.safetensors"), "pt") as f:
         for key in f.keys():  # and loads them back exactly (PEFT's rank_pattern warning on load is spurious)
             name = key + ".default"  # AdaLoRA's A, B, E are ParameterDicts keyed by adapter name
@@ -133,7 +134,7 @@ def test_partial_trains_only_the_last_block(tmp_path, tiny_model_dir, chat_path)
 
 
 def test_partial_new_head_is_untied_from_embeddings(tiny_model_dir):
-    model = load_base(fast("partial"), str(tiny_model_dir))
+    model = load_base(fast("partial"), ModelRef.of(str(tiny_model_dir)))
     names = freeze_for_partial(model, fast("partial", partial={"last_n_layers": 0, "train_head": True}).partial)
     assert names == ["lm_head.weight"]
     assert not model.config.tie_word_embeddings
@@ -146,10 +147,10 @@ def test_partial_new_head_is_saved_and_reloaded_untied(tmp_path, tiny_model_dir,
     from tasks.training.loading import load_trained
 
     cfg = fast("partial", max_steps=2, partial={"last_n_layers": 0, "train_head": True})
-    result = train_sft(cfg, str(tiny_model_dir), tiny_model_dir, chat_path, tmp_path)
+    result = train_sft(cfg, ModelRef.of(str(tiny_model_dir)), tiny_model_dir, chat_path, tmp_path)
     assert _keys(result.model_dir / "model.safetensors")["lm_head.weight"] == (49152, 64)
-    model, _ = load_trained(str(tiny_model_dir), tiny_model_dir, model_dir=result.model_dir)
-    base = load_base(cfg, str(tiny_model_dir))
+    model, _ = load_trained(ModelRef.of(str(tiny_model_dir)), tiny_model_dir, model_dir=result.model_dir)
+    base = load_base(cfg, ModelRef.of(str(tiny_model_dir)))
     assert torch.equal(model.model.embed_tokens.weight, base.model.embed_tokens.weight)  # frozen
     assert not torch.equal(model.lm_head.weight, base.lm_head.weight)  # trained, and not re-tied on load
 
@@ -158,7 +159,7 @@ def test_galore_projects_linear_gradients(tmp_path, tiny_model_dir, chat_path):
     from tasks.training.optim import build_optimizer
 
     cfg = fast("galore", galore={"rank": 8})
-    model = apply_method(load_base(cfg, str(tiny_model_dir)), cfg)
+    model = apply_method(load_base(cfg, ModelRef.of(str(tiny_model_dir))), cfg)
     optimizer = build_optimizer(model, cfg)
     projected = [g for g in optimizer.param_groups if "rank" in g]
     assert len(projected) == 1 and projected[0]["rank"] == 8

@@ -5,7 +5,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from tasks.training.sft import build_trainer, mixed_precision, train_sft
+from tasks.model import ModelRef
+from tasks.training import common
+from tasks.training.common import precision_flags
+from tasks.training.sft import build_trainer, train_sft
 from tests.unit.training.support import fast
 
 
@@ -24,7 +27,7 @@ def _data_loss(trainer) -> tuple[float, int]:
 def test_packed_and_padded_give_the_same_loss(tmp_path, tiny_model_dir, chat_path):
     losses = {}
     for packing in (False, True):
-        trainer = build_trainer(fast("full", packing=packing, max_length=256, batch_size=3), str(tiny_model_dir),
+        trainer = build_trainer(fast("full", packing=packing, max_length=256, batch_size=3), ModelRef.of(str(tiny_model_dir)),
                                 tiny_model_dir, chat_path, tmp_path / str(packing))
         with torch.no_grad():  # a sharper random model, so attending across examples would change the loss
             for p in trainer.model.parameters():
@@ -67,7 +70,7 @@ def _curve(result) -> list[tuple[int, float]]:
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir, chat_path, save_steps, kill_at,
                                                         resumes_from):
     cfg = fast("lora", max_steps=8, save_steps=save_steps, lora={"dropout": 0.1})  # dropout: RNG state matters
-    args = (str(tiny_model_dir), tiny_model_dir, chat_path)
+    args = (ModelRef.of(str(tiny_model_dir)), tiny_model_dir, chat_path)
     straight = train_sft(cfg, *args, tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
         train_sft(cfg, *args, tmp_path / "killed", callbacks=[KillAt(kill_at)])
@@ -80,14 +83,33 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model_dir
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only behaviour")
-def test_cpu_trains_in_fp32():
-    assert mixed_precision("auto") == {"bf16": False, "fp16": False}
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(native, monkeypatch):
+    monkeypatch.setattr(common, "cpu_has_native_bf16", lambda: native)
+    assert precision_flags("auto") == {"bf16": native, "fp16": False}
+    assert precision_flags("fp32") == {"bf16": False, "fp16": False}
     with pytest.raises(ValueError, match="CUDA"):
-        mixed_precision("bf16")
+        precision_flags("fp16")
+    if native:
+        assert precision_flags("bf16") == {"bf16": True, "fp16": False}
+    else:
+        with pytest.raises(ValueError, match="no native bf16"):
+            precision_flags("bf16")
+
+
+def test_every_trl_default_that_slows_a_cpu_is_set_explicitly(tmp_path):
+    """TRL 1.x defaults bf16=True and gradient_checkpointing=True; the one mapping overrides both from the config."""
+    from trl import DPOConfig, SFTConfig
+
+    cfg = fast("lora", precision="fp32")
+    for cls in (SFTConfig, DPOConfig):
+        args = common.training_args(cfg, tmp_path, 0, cls)
+        assert args.bf16 is False and args.gradient_checkpointing is False
+        assert args.warmup_steps == cfg.warmup_fraction and args.report_to == []
 
 
 def test_eval_path_reports_validation_loss(tmp_path, tiny_model_dir, chat_path):
-    result = train_sft(fast("ia3", max_steps=2, logging_steps=1), str(tiny_model_dir), tiny_model_dir, chat_path,
+    result = train_sft(fast("ia3", max_steps=2, logging_steps=1), ModelRef.of(str(tiny_model_dir)), tiny_model_dir, chat_path,
                        tmp_path, eval_path=chat_path)
     assert 9 < result.eval_loss < 11.5  # ~ln(49152) = 10.8 for a near-random model
     assert result.train_tokens > 0 and result.peak_memory_mb > 0

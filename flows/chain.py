@@ -1,0 +1,54 @@
+"""The `chain` flow: stages run in order (SFT -> SFT, later SFT -> reward model -> PPO), one command.
+
+    python -m flows conf/smollm2/sft_then_sft.yaml           # or: make pipeline CONF=conf/smollm2/sft_then_sft.yaml
+
+One parent Prefect flow with a `finetune` subflow per stage, and one parent MLflow run with a nested run per stage.
+`model.init_from: stage:<name>` becomes that stage's package folder before the stage runs. A re-run after a
+failure or a kill resumes the same parent and stage runs: finished stages come back from the task cache,
+the interrupted one from its last checkpoint. The parent run carries the chain's verdict.
+"""
+from __future__ import annotations
+
+import sys
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from flows.cli import parse_config
+from flows.finetune import finetune
+from flows.run import DriftGateFailed, tracked_run
+from tasks.config import ChainConfig, PipelineConfig
+
+
+def with_stage_outputs(stage: PipelineConfig, done: dict[str, dict]) -> PipelineConfig:
+    """`init_from: stage:<name>` -> that finished stage's package folder."""
+    ref = stage.model.init_from
+    if not (ref and ref.startswith("stage:")):
+        return stage
+    package = done[ref[len("stage:"):]]["package"]
+    return stage.model_copy(update={"model": stage.model.model_copy(update={"init_from": package})})
+
+
+@flow(name="chain")
+def chain(config: ChainConfig) -> dict:
+    with tracked_run(config) as (run, run_dir):
+        logger, done = run.logger(), {}
+        logger.set_tags({"chain.stages": " -> ".join(f"{n} ({s.train.recipe})" for n, s in config.stages.items())})
+        for name, stage in config.stages.items():
+            try:
+                done[name] = finetune.with_options(flow_run_name=f"{config.run_name}/{name}")(
+                    with_stage_outputs(stage, done), parent=run)
+            except DriftGateFailed as err:
+                logger.set_tags({"gate": "failed", "failed_stage": name})
+                raise DriftGateFailed(f"stage {name}: {err}") from err
+        logger.set_tags({"gate": "passed", "final_package": done[name]["package"]})
+        logger.finish(True)
+        create_table_artifact(key="chain-stages", description="Stages of the chain, in order", table=[
+            {"stage": n, "recipe": config.stages[n].train.recipe, "mlflow_run_id": r["mlflow_run_id"],
+             "package": r["package"], "registered_version": r["registered_version"]} for n, r in done.items()])
+        return {"mlflow_run_id": run.run_id, "run_dir": str(run_dir), "stages": done,
+                "package": done[name]["package"], "verdict": "passed"}
+
+
+if __name__ == "__main__":
+    sys.exit(parse_config(chain, "Run a chain of stages."))
