@@ -61,11 +61,10 @@ def _parts(source: Path) -> tuple[Path | None, Path | None, Path | None, dict]:
     """(adapter folder, full model folder, tokenizer folder, base reference) of a package or pyfunc folder."""
     if (source / "MLmodel").is_file():  # an MLflow pyfunc model saved by the package stage
         flavor = yaml.safe_load((source / "MLmodel").read_text())["flavors"]["python_function"]
-        files = source / "artifacts"
-        adapter, model = files / "adapter", files / "model"
-        config = flavor.get("model_config") or {}
+        files = {name: source / a["path"] for name, a in (flavor.get("artifacts") or {}).items()}
+        config = flavor.get("config") or {}
         base = {"name_or_path": config.get("base_model"), "trust_remote_code": config.get("trust_remote_code", False)}
-        return (adapter if adapter.is_dir() else None, model if model.is_dir() else None, files / "tokenizer", base)
+        return files.get("adapter"), files.get("model"), files.get("tokenizer"), base
     if (source / "adapter_config.json").is_file():
         lineage = source / LINEAGE
         if lineage.is_file():

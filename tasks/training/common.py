@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from functools import cache
 from pathlib import Path
 
@@ -156,6 +157,16 @@ def tokens_seen(checkpoint: Path) -> int:
     return int(max((h.get("num_tokens", 0) for h in history), default=0))
 
 
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint written to the end, or None. The trainer writes trainer_state.json last, so a process
+    killed while saving leaves a checkpoint without it: that one is removed, and the one before it is resumed."""
+    if not checkpoints.is_dir():
+        return None
+    while (last := get_last_checkpoint(str(checkpoints))) and not (Path(last) / "trainer_state.json").is_file():
+        shutil.rmtree(last)
+    return last
+
+
 def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate: bool = False) -> TrainResult:
     """Train (resuming from the last checkpoint under `out_dir`), save the adapter or the whole model, summarise."""
     out_dir = Path(out_dir)
@@ -164,8 +175,7 @@ def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate:
     if logger:
         logger.log_metrics({"train/trainable_params": trainable, "train/total_params": total})
 
-    checkpoints = trainer.args.output_dir
-    last = get_last_checkpoint(checkpoints) if Path(checkpoints).is_dir() else None
+    last = last_complete_checkpoint(Path(trainer.args.output_dir))
     if last:  # TRL restarts its non-padding token count on resume; carry on from the checkpoint's
         trainer._total_train_tokens = tokens_seen(Path(last))
     output = trainer.train(resume_from_checkpoint=last)

@@ -95,3 +95,24 @@ def test_full_weight_and_prompt_learning_methods_go_through_the_flow(method, pac
     run = client.get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["train.method"] == method
     assert {package_dir, "model", "report"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_recipe_data_mismatch_fails_before_any_model_loads(tmp_path, tiny_model_dir, mlflow_uri, prefect_harness,
+                                                           monkeypatch):
+    from tasks.model import ModelRef
+    from tasks.training.recipes import RecipeDataMismatch
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Good answer {i}.",
+                                         "rejected": f"Bad {i}."}) + "\n" for i in range(10)))
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, extra=[f"data.sources=[{{name: p, path: {pairs}, "
+                                                                      "license: MIT, format: preference}]"])
+    loads = []
+    monkeypatch.setattr(ModelRef, "load_model", lambda self, **k: loads.append(self))
+    with pytest.raises(RecipeDataMismatch, match="train.recipe=sft trains on chat rows, but the prepared data is "
+                                                  "preference pairs"):
+        finetune(config)
+    assert loads == []
+    client = MlflowClient(mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("tuneforge").experiment_id])
+    assert run.info.status == "FAILED" and "RecipeDataMismatch" in run.data.tags["failure_reason"]

@@ -113,3 +113,17 @@ def test_eval_path_reports_validation_loss(tmp_path, tiny_model_dir, chat_path):
                        tmp_path, eval_path=chat_path)
     assert 9 < result.eval_loss < 11.5  # ~ln(49152) = 10.8 for a near-random model
     assert result.train_tokens > 0 and result.peak_memory_mb > 0
+
+
+def test_a_checkpoint_cut_off_mid_save_is_dropped_and_the_one_before_resumed(tmp_path):
+    from tasks.training.common import last_complete_checkpoint
+
+    for step, complete in ((10, True), (20, True), (30, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "adapter_model.safetensors").write_bytes(b"")
+        if complete:
+            (ckpt / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-20")
+    assert not (tmp_path / "checkpoint-30").exists()
+    assert last_complete_checkpoint(tmp_path / "none") is None
