@@ -35,3 +35,18 @@ def build_tiny_reward_model(out: Path, tokenizer_dir: Path) -> Path:
     LlamaForSequenceClassification(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def random_lora(model_dir: Path):
+    """(LoRAAdapter, PeftModel) on all linear layers of the model in `model_dir`, B non-zero so it changes the logits."""
+    from tasks.model import load_model
+    from tasks.training.adapters import LoRAAdapter
+    from tasks.training.config import LoRAConfig
+
+    adapter = LoRAAdapter(LoRAConfig(rank=4, target_modules="all-linear"))
+    model = adapter.apply(load_model(str(model_dir)))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.1)
+    return adapter, model

@@ -8,20 +8,16 @@ from tasks.config import ModelConfig
 from tasks.init_from import LINEAGE, InitFromError, resolve_model
 from tasks.model import ModelRef, load_model
 from tasks.packaging.pyfunc import save_pyfunc
-from tasks.training.adapters import LoRAAdapter, PromptTuning
-from tasks.training.config import LoRAConfig, PromptLearningConfig
+from tasks.training.adapters import PromptTuning
+from tasks.training.config import PromptLearningConfig
+from tests.helpers import random_lora
 
 IDS = torch.tensor([[1, 20, 300, 4000, 12, 7]])
 
 
 def _lora_package(tiny_model_dir, out):
     """What the package stage writes for an adapter: the adapter and the base it applies to."""
-    adapter = LoRAAdapter(LoRAConfig(rank=4, target_modules="all-linear"))
-    model = adapter.apply(load_model(str(tiny_model_dir)))
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(std=0.1)
+    adapter, model = random_lora(tiny_model_dir)
     expected = model.eval()(input_ids=IDS).logits
     adapter.save(out)
     (out / LINEAGE).write_text(json.dumps({"name_or_path": str(tiny_model_dir)}))

@@ -51,9 +51,10 @@ def start(conf: Path, tmp_path: Path, log: Path) -> subprocess.Popen:
 
 
 def stage2_checkpoints(runs: Path) -> list[Path]:
-    """Checkpoints of the stage that starts from another stage's output (its run folder holds model/model)."""
+    """Complete checkpoints (trainer_state.json is written last) of the stage that starts from another stage's
+    output (its run folder holds model/model)."""
     return [c for d in runs.glob("runs/*") if (d / "model" / "model").is_dir()
-            for c in (d / "train" / "checkpoints").glob("checkpoint-*")]
+            for c in (d / "train" / "checkpoints").glob("checkpoint-*") if (c / "trainer_state.json").is_file()]
 
 
 def test_chain_runs_nested_and_resumes_after_kill_9(tmp_path, tiny_model_dir, mlflow_uri):
@@ -68,7 +69,7 @@ def test_chain_runs_nested_and_resumes_after_kill_9(tmp_path, tiny_model_dir, ml
     proc.wait()
     (stage1_history,) = [p for p in (tmp_path / "runs").glob("runs/*/train/history.json")]
     stage1_written = stage1_history.stat().st_mtime_ns
-    killed_at = max(int(c.name.split("-")[1]) for c in stage2_checkpoints(tmp_path / "runs"))
+    killed_at = max(int(c.name.split("-")[1]) for c in stage2_checkpoints(tmp_path / "runs"))  # the last complete
     assert killed_at < STAGE2_STEPS
 
     rerun = start(conf, tmp_path, log)

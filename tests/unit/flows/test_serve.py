@@ -10,3 +10,12 @@ def test_deployment_runs_finetune_on_the_configured_cron():
     assert schedule.schedule.cron == "30 2 * * 1" and schedule.schedule.timezone == "Europe/Paris"
     assert PipelineConfig.model_validate(dep.parameters["config"]) == config  # the UI form round-trips
     assert dep.concurrency_limit == 1
+
+
+def test_a_chain_config_serves_the_chain_flow():
+    from tasks.config import ChainConfig
+
+    config = load_config("conf/smollm2/sft_then_sft.yaml")
+    dep = deployment(config)
+    assert dep.name == "smollm2-sft-then-sft-scheduled" and "chain" in dep.tags
+    assert ChainConfig.model_validate(dep.parameters["config"]) == config

@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from tasks.model import ModelRef, load_model
-from tasks.training.adapters import LoRAAdapter, PrefixTuning, PromptTuning, PTuning
-from tasks.training.config import LoRAConfig, PromptLearningConfig
+from tasks.training.adapters import PrefixTuning, PromptTuning, PTuning
+from tasks.training.config import PromptLearningConfig
 from tasks.training.loading import VirtualTokensLM, load_trained
+from tests.helpers import random_lora
 
 
 @pytest.fixture()
@@ -14,12 +15,7 @@ def ids():
 
 
 def test_lora_folder_loads_through_load_trained(tiny_model_dir, tmp_path, ids):
-    adapter = LoRAAdapter(LoRAConfig(rank=4, target_modules="all-linear"))
-    model = adapter.apply(load_model(str(tiny_model_dir)))
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(std=0.1)
+    adapter, model = random_lora(tiny_model_dir)
     expected = model.eval()(**ids).logits
     adapter.save(tmp_path / "a")
     merged, _ = load_trained(ModelRef.of(str(tiny_model_dir)), str(tiny_model_dir), adapter_dir=tmp_path / "a")
