@@ -1,6 +1,8 @@
-"""Trainer callbacks: per-step metrics to the pipeline's MLflow run, and AdaLoRA's rank-budget schedule."""
+"""Trainer callbacks: per-step metrics to the pipeline's MLflow run, AdaLoRA's rank-budget schedule, and a watch on
+the chosen log-prob of preference training."""
 from __future__ import annotations
 
+import logging
 import resource
 import time
 
@@ -51,3 +53,28 @@ class AdaLoRABudget(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         model.base_model.update_and_allocate(state.global_step)
+
+
+class ChosenLogpsWatch(TrainerCallback):
+    """Warns (log line + run tag) when the chosen replies' log-prob keeps falling: the known preference-training
+    failure where chosen and rejected likelihoods both drop and only their gap grows. `rpo_alpha` is the remedy."""
+
+    def __init__(self, logger=None, patience: int = 5):
+        self.logger, self.patience = logger, patience
+        self.seen: list[float] = []
+        self.warned = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        value = (logs or {}).get("logps/chosen")
+        if value is None or self.warned:
+            return
+        self.seen.append(float(value))
+        recent = self.seen[-(self.patience + 1):]
+        if len(recent) > self.patience and all(b < a for a, b in zip(recent, recent[1:])):
+            self.warned = True
+            message = (f"logps/chosen fell at {self.patience} logging steps in a row ({recent[0]:.2f} -> "
+                       f"{recent[-1]:.2f} by step {state.global_step}): chosen replies are getting less likely; "
+                       "consider train.dpo.rpo_alpha")
+            logging.getLogger("tuneforge").warning(message)
+            if self.logger is not None:
+                self.logger.set_tags({"warning.chosen_logps_falling": message})

@@ -20,6 +20,7 @@ from tasks.model import ModelRef
 from tasks.training.callbacks import AdaLoRABudget, MLflowMetrics, peak_memory_mb
 from tasks.training.config import FULL_WEIGHT, TrainConfig
 from tasks.training.methods import apply_method, count_parameters, load_base
+from tasks.training.optim import build_optimizer
 from tasks.training.templates import training_chat_template
 from tasks.vocab import apply_extension
 
@@ -113,10 +114,14 @@ def training_args(cfg: TrainConfig, out_dir: Path, seed: int, args_cls, **recipe
     )
 
 
-def load_for_training(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, seed: int = 0):
-    """(trainable model, tokenizer): the base as the method needs it, the vocabulary extension, then the method."""
+def load_for_training(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, seed: int = 0,
+                      marked_template: bool = False):
+    """(trainable model, tokenizer): the base as the method needs it, the vocabulary extension, then the method.
+
+    `marked_template`: give the tokenizer a chat template with generation markers (SFT's assistant-only loss).
+    """
     tokenizer = model.load_tokenizer(tokenizer_dir)
-    if cfg.assistant_only_loss:
+    if marked_template:
         template = training_chat_template(tokenizer)
         if template is not None:
             tokenizer.chat_template = template
@@ -131,9 +136,32 @@ def load_for_training(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, se
     return trainable, tokenizer
 
 
+def load_reference(model: ModelRef, tokenizer, tokenizer_dir: Path):
+    """A frozen copy of the starting model (with the vocabulary extension): the reference of a full-weight run."""
+    ref = model.load_model()
+    apply_extension(ref, tokenizer, Path(tokenizer_dir))
+    return ref.requires_grad_(False).eval()
+
+
 def trainer_callbacks(cfg: TrainConfig, logger=None, extra: list | None = None) -> list:
     """Per-step MLflow metrics, AdaLoRA's budget schedule when that is the method, then the caller's."""
     return [MLflowMetrics(logger), *([AdaLoRABudget()] if cfg.method == "adalora" else []), *(extra or [])]
+
+
+def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_dataset, logger=None,
+                 callbacks: list | None = None, **recipe_kwargs):
+    """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the step budget."""
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                          callbacks=trainer_callbacks(cfg, logger, callbacks),
+                          optimizers=(build_optimizer(model, cfg), None), **recipe_kwargs)
+    peft_configs = getattr(trainer.model, "peft_config", {})
+    if "ref" in peft_configs:
+        # TRL's DPO/KTO copy a PEFT model's adapter as a frozen "ref" adapter, for adapters that were trained before.
+        # Ours are always fresh (init_from folds earlier ones into the base), so the base with the adapter disabled
+        # is the same reference, without the copy's memory or its extra forward pass.
+        trainer.model.delete_adapter("ref")
+    set_total_steps(trainer, cfg)
+    return trainer
 
 
 def set_total_steps(trainer, cfg: TrainConfig) -> int:

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from tasks.schema import Section
 
-Recipe = Literal["sft"]
+Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo"]
 Method = Literal["lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning",
                  "full", "partial", "galore"]
 LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
@@ -114,6 +114,48 @@ class GaLoreConfig(Section):
     target_modules: list[str] = ["self_attn", "mlp"]  # Linear weights whose name contains these; the rest: AdamW
 
 
+class DPOConfig(Section):
+    """DPO and its variants (TRL's DPOTrainer); see tasks/training/dpo.py for each loss."""
+
+    beta: float = Field(0.1, gt=0)  # higher = stay closer to the reference (IPO: its regulariser τ)
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    """robust only: the probability that a preference label is flipped (paper: ~0.1)."""
+    rpo_alpha: float | None = Field(None, gt=0)
+    """Weight of an SFT term on the chosen reply (RPO): keeps the chosen likelihood from falling with the rejected."""
+    precompute_ref_log_probs: bool = False
+    """Full-weight methods: reference log-probs computed once before training instead of a frozen copy in memory."""
+
+    @model_validator(mode="after")
+    def _smoothing_is_read(self):
+        if self.label_smoothing and self.loss_type != "robust":
+            raise ValueError(f"dpo.label_smoothing={self.label_smoothing} is read only by loss_type=robust (TRL "
+                             f"ignores it with {self.loss_type}): set loss_type: robust for noisy preference labels, "
+                             "or label_smoothing: 0")
+        return self
+
+
+class KTOConfig(Section):
+    """KTO on unpaired good/bad replies (paired data is unpaired: one good and one bad reply per pair)."""
+
+    beta: float = Field(0.1, gt=0)
+    desirable_weight: float = Field(1.0, gt=0)  # raise when good replies are rarer than bad ones
+    undesirable_weight: float = Field(1.0, gt=0)
+
+
+class ORPOConfig(Section):
+    """ORPO: SFT on the chosen reply + λ × log-odds-ratio of chosen over rejected; no reference model."""
+
+    beta: float = Field(0.1, gt=0)  # λ in the paper
+
+
+class SimPOConfig(Section):
+    """SimPO: -log σ(β (avg log π(chosen) - avg log π(rejected)) - γ); length-normalised, no reference model."""
+
+    beta: float = Field(2.0, gt=0)  # the paper uses 2.0-2.5
+    gamma: float = Field(0.5, ge=0)  # target reward margin
+
+
 class TrainConfig(Section):
     recipe: Recipe = "sft"
     """The objective: one module under tasks/training/ each (see recipes.py for the data each one needs)."""
@@ -125,6 +167,10 @@ class TrainConfig(Section):
     prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
     partial: PartialConfig = Field(default_factory=PartialConfig)
     galore: GaLoreConfig = Field(default_factory=GaLoreConfig)
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    kto: KTOConfig = Field(default_factory=KTOConfig)
+    orpo: ORPOConfig = Field(default_factory=ORPOConfig)
+    simpo: SimPOConfig = Field(default_factory=SimPOConfig)
 
     max_steps: int = Field(60, gt=0)  # stop after this many optimizer steps (whichever of steps/epochs comes first)
     epochs: float = Field(1.0, gt=0)
@@ -158,6 +204,9 @@ class TrainConfig(Section):
         if self.packing and self.method in PROMPT_LEARNING:
             raise ValueError(f"packing=true with method={self.method}: virtual tokens would only precede the first "
                              "example of each packed row")
+        if self.recipe == "kto" and self.batch_size < 2:
+            raise ValueError("recipe kto needs batch_size >= 2: its KL term pairs each reply with another prompt's "
+                             "reply in the same batch")
         if self.method == "adalora" and self.adalora.tinit >= self.max_steps - self.adalora.tfinal:
             raise ValueError("adalora: tinit must be < max_steps - tfinal, or no step is left for pruning")
         return self

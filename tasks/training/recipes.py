@@ -16,6 +16,10 @@ DATA_KINDS = {"sft": "chat rows", "preference": "preference pairs", "kto": "labe
 # recipe -> (the data kinds it trains on, "module:function")
 RECIPES: dict[str, tuple[frozenset[str], str]] = {
     "sft": (frozenset({"sft"}), "tasks.training.sft:train_sft"),
+    "dpo": (frozenset({"preference"}), "tasks.training.dpo:train_dpo"),
+    "kto": (frozenset({"kto", "preference"}), "tasks.training.kto:train_kto"),
+    "orpo": (frozenset({"preference"}), "tasks.training.orpo:train_orpo"),
+    "simpo": (frozenset({"preference"}), "tasks.training.simpo:train_simpo"),
 }
 
 

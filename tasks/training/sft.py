@@ -13,10 +13,8 @@ from trl import SFTConfig, SFTTrainer
 
 from tasks.model import ModelRef
 from tasks.training.adapters import adalora_loss
-from tasks.training.common import (TrainResult, load_for_training, run_trainer, set_total_steps, trainer_callbacks,
-                                   training_args)
+from tasks.training.common import TrainResult, load_for_training, make_trainer, run_trainer, training_args
 from tasks.training.config import TrainConfig
-from tasks.training.optim import build_optimizer
 
 
 def load_messages(path: Path):
@@ -39,16 +37,11 @@ def build_trainer(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
                   logger=None, seed: int = 0, eval_path: Path | None = None,
                   callbacks: list | None = None) -> SFTTrainer:
     """Tokenizer, model with the method applied, optimizer and data set, ready to `train()`."""
-    trainable, tokenizer = load_for_training(cfg, model, tokenizer_dir, seed)
-    extra = {"compute_loss_func": adalora_loss(trainable, cfg.adalora.orth_reg_weight)} if cfg.method == "adalora" else {}
-    trainer = SFTTrainer(
-        model=trainable, args=sft_args(cfg, Path(out_dir), seed), train_dataset=load_messages(train_path),
-        eval_dataset=load_messages(eval_path) if eval_path else None, processing_class=tokenizer,
-        callbacks=trainer_callbacks(cfg, logger, callbacks), optimizers=(build_optimizer(trainable, cfg), None),
-        **extra,
-    )
-    set_total_steps(trainer, cfg)
-    return trainer
+    policy, tokenizer = load_for_training(cfg, model, tokenizer_dir, seed, marked_template=cfg.assistant_only_loss)
+    extra = {"compute_loss_func": adalora_loss(policy, cfg.adalora.orth_reg_weight)} if cfg.method == "adalora" else {}
+    return make_trainer(SFTTrainer, cfg, policy, tokenizer, sft_args(cfg, Path(out_dir), seed),
+                        load_messages(train_path), logger, callbacks,
+                        eval_dataset=load_messages(eval_path) if eval_path else None, **extra)
 
 
 def train_sft(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path: Path, out_dir: Path, *,
