@@ -15,6 +15,7 @@ from evals.benchmarks import run_lm_eval, write_mmlu_tasks, write_truthfulqa_tas
 from evals.config import BenchmarkConfig, EvalConfig
 from evals.general_text import general_text_samples, text_perplexity
 from evals.perplexity import chat_perplexity
+from evals.preference import preference_scores, read_pairs
 
 
 class Scores(BaseModel):
@@ -59,6 +60,10 @@ def score_model(model, tokenizer, cfg: EvalConfig, tasks_dir: Path | None, tasks
         rows = read_messages(validation_path, cfg.perplexity_max_rows)
         if rows:
             means["perplexity"] = chat_perplexity(model, tokenizer, rows, chat_template=chat_template)
+        if pairs := read_pairs(validation_path, cfg.perplexity_max_rows):  # preference data: held-out pairs
+            pref = preference_scores(model, tokenizer, pairs)
+            per_item.update(pref)
+            means.update({k: float(v.mean()) for k, v in pref.items()})
     if cfg.general_text_rows:
         texts = general_text_samples(cfg.benchmarks.data_dir, cfg.general_text_rows, cfg.benchmarks.seed)
         means["general_perplexity"] = text_perplexity(model, tokenizer, texts)
@@ -76,8 +81,13 @@ def score_model(model, tokenizer, cfg: EvalConfig, tasks_dir: Path | None, tasks
 
 
 def validation_prompts(path: Path, n: int) -> tuple[list[list[dict]], list[str]]:
-    """The first n validation conversations split into (prompt turns, reference reply)."""
-    rows = read_messages(path, n) if n else []
+    """The first n validation conversations split into (prompt turns, reference reply); for preference pairs the
+    reference is the chosen reply."""
+    if not n:
+        return [], []
+    if pairs := read_pairs(path, n):
+        return [p["messages"] for p in pairs], [p["chosen"] for p in pairs]
+    rows = read_messages(path, n)
     return [r[:-1] for r in rows], [r[-1]["content"] for r in rows]
 
 

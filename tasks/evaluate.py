@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from evals.config import EvalConfig
 from evals.drift import GateVerdict, drift_gate
 from evals.perplexity import generate_replies
+from evals.preference import implicit_reward
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
 from evals.winrate import RewardJudge, win_rate
 from tasks.data.pipeline import PreparedData
@@ -75,7 +76,10 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
     validation_path = data.validation_path
     tuned_model, tokenizer = load_trained(model, vocab.tokenizer_dir, trained.adapter_dir, trained.model_dir)
     tuned = _evaluate_model(tuned_model, tokenizer, cfg, validation_path, out_dir / "tuned")
-    verdict = drift_gate(base.scores.per_item(), tuned.scores.per_item(), cfg.drift)
+    base_items, tuned_items = base.scores.per_item(), tuned.scores.per_item()
+    verdict = drift_gate(base_items, tuned_items, cfg.drift)
+    if "pref_margin" in base_items:  # preference data: DPO's implicit reward (per unit β) on held-out pairs
+        tuned.scores.means.update(implicit_reward(base_items["pref_margin"], tuned_items["pref_margin"]))
     prompts, _ = validation_prompts(validation_path, cfg.sample_generations)
     samples = [{"prompt": p[-1]["content"], "base": b, "tuned": t}
                for p, b, t in zip(prompts, base.replies, tuned.replies)]

@@ -116,3 +116,25 @@ def test_recipe_data_mismatch_fails_before_any_model_loads(tmp_path, tiny_model_
     client = MlflowClient(mlflow_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("tuneforge").experiment_id])
     assert run.info.status == "FAILED" and "RecipeDataMismatch" in run.data.tags["failure_reason"]
+
+
+def test_dpo_goes_through_the_flow_and_reports_held_out_preference_metrics(tmp_path, tiny_model_dir, mlflow_uri,
+                                                                           prefect_harness):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({
+        "prompt": [{"role": "user", "content": f"How do I rotate the key of vault {i}?"}],
+        "chosen": f"Run vaultctl rotate --vault {i} and confirm.", "rejected": f"Vault {i}? No idea, go away."})
+        + "\n" for i in range(40)))
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/dpo.yaml", extra=[
+        f"data.sources=[{{name: p, path: {pairs}, license: MIT}}]", "train.learning_rate=0.005",
+        "package.registered_model_name=tiny-dpo"])
+    result = finetune(config)
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(result["mlflow_run_id"])
+    metrics = run.data.metrics
+    assert run.info.status == "FINISHED" and run.data.tags["recipe"] == "dpo"
+    for name in ("train/rewards/chosen", "train/rewards/rejected", "train/rewards/margins", "train/logps/chosen"):
+        assert client.get_metric_history(run.info.run_id, name), name
+    assert metrics["eval/tuned/pref_margin"] > metrics["eval/base/pref_margin"]  # held-out pairs moved the right way
+    assert 0.0 <= metrics["eval/tuned/implicit_reward_accuracy"] <= 1.0
+    assert "eval/delta/pref_accuracy" in metrics and result["registered_version"] == "1"
