@@ -36,15 +36,16 @@ class RewardJudge:
         self.batch_size = batch_size
         self.max_length = max_length
 
-    def format(self, prompt: str, reply: str) -> str:
-        """The text the reward model reads: its own chat format when it has one, as in reward-model training."""
+    def format(self, prompt: str | list[dict], reply: str) -> str:
+        """The text the reward model reads: its own chat format when it has one, as in reward-model training.
+        `prompt` is a user message, or the prompt's turns."""
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if self.tokenizer.chat_template:
-            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return f"{prompt}\n\n{reply}"
+            return self.tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": reply}], tokenize=False)
+        return "\n\n".join([*(t["content"] for t in turns), reply])
 
     @torch.no_grad()
-    def score(self, prompts: list[str], replies: list[str]) -> np.ndarray:
+    def score(self, prompts: list[str] | list[list[dict]], replies: list[str]) -> np.ndarray:
         """One reward per (prompt, reply) pair, in input order."""
         if len(prompts) != len(replies):
             raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies")

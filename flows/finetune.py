@@ -31,7 +31,8 @@ def finetune(config: PipelineConfig, parent: RunRef | None = None) -> dict:
         vocab = run_stage(extend_tokenizer, config.tokenizer, model, data, run_dir / "tokenizer", run)
         trained = run_stage(train.with_options(timeout_seconds=config.train.timeout_minutes * 60), config.train,
                             model, vocab, data, run_dir / "train", run, config.seed)
-        base_eval = run_stage(score_base, config.eval, model, data, run_dir / "eval" / "base", run)
+        base_eval = run_stage(score_base, config.eval, model, data, run_dir / "eval" / "base", run,
+                              config.train.recipe)
         evaluation = run_stage(evaluate, config.eval, base_eval, model, vocab, trained, data, run_dir / "eval", run)
         packaged = run_stage(package, config, model, trained, vocab, data, evaluation, run_dir / "package", run)
         return conclude(run, run_dir, evaluation, packaged, final_loss=trained.final_loss)

@@ -185,7 +185,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def _load_chain(path: Path, raw: dict, overrides) -> ChainConfig:
-    """Each stage = the file's shared sections (and those of an optional `base:` file) + the stage's own."""
+    """Each stage = its `base:` file, else the chain's `base:` file, then the chain file's shared sections, then the
+    stage's own sections; command-line overrides last."""
     stages_raw = raw.pop("stages")
     if not isinstance(stages_raw, list) or not all(isinstance(s, dict) and s.get("name") for s in stages_raw):
         raise ConfigError(f"{path}: `stages` must be a list of mappings, each with a `name`")
@@ -194,6 +195,7 @@ def _load_chain(path: Path, raw: dict, overrides) -> ChainConfig:
         raise ConfigError(f"{path}: stage names must be unique")
     base = raw.pop("base", None)
     shared = _merged(_read(path.parent / base), raw) if base else raw
+    own_base = {name: own.pop("base") for name, own in stages.items() if "base" in own}
     common, own_overrides = [], {name: [] for name in stages}
     for override in overrides:  # command-line overrides win over the file: every stage's, or the named stage's
         if override.startswith("stages."):
@@ -207,7 +209,9 @@ def _load_chain(path: Path, raw: dict, overrides) -> ChainConfig:
     chain = {k: shared[k] for k in ("run_name", "run_root", "tracking", "schedule") if k in shared}
     chain["stages"] = {}
     for name, own in stages.items():
-        stage = _merged(shared, own)
+        # a stage's own `base:` file replaces the chain's (mappings such as champion_metrics would otherwise merge)
+        defaults = _merged(_read(path.parent / own_base[name]), raw) if name in own_base else shared
+        stage = _merged(defaults, own)
         for override in common + own_overrides[name]:
             apply_override(stage, override)
         stage["run_name"] = stage["run_name"] if "run_name" in own else f"{shared.get('run_name', 'chain')}-{name}"

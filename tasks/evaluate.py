@@ -10,9 +10,10 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from pydantic import BaseModel
 
 from evals.config import EvalConfig
-from evals.drift import GateVerdict, drift_gate
+from evals.drift import GateVerdict, MetricRow, drift_gate
 from evals.perplexity import generate_replies
-from evals.preference import implicit_reward
+from evals.preference import implicit_reward, read_pairs
+from evals.reward import accuracy_summary, pairwise_scores
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
 from evals.winrate import RewardJudge, win_rate
 from tasks.data.pipeline import PreparedData
@@ -63,9 +64,28 @@ BASE_CACHE = INPUTS - "out_dir" - "run" - "data" + TASK_SOURCE + CachePolicy.fro
 
 
 @task(name="score_base", cache_policy=BASE_CACHE, persist_result=True)
-def score_base(cfg: EvalConfig, model: ModelRef, data: PreparedData, out_dir: Path, run: RunRef) -> ModelEval:
-    """Score the untouched base model (computed once per base, eval config and data set)."""
+def score_base(cfg: EvalConfig, model: ModelRef, data: PreparedData, out_dir: Path, run: RunRef,
+               recipe: str = "sft") -> ModelEval:
+    """Score the untouched base model (computed once per base, eval config and data set). A reward model has no
+    base to compare with: its fresh score head is measured against chance (0.5) instead."""
+    if recipe == "reward":
+        return ModelEval(scores=Scores(means={}), replies=[])
     return _evaluate_model(model.load_model(), model.load_tokenizer(), cfg, data.validation_path, Path(out_dir))
+
+
+def _evaluate_reward(cfg: EvalConfig, trained: Trained, data: PreparedData, out_dir: Path) -> EvalResult:
+    """Held-out pairwise accuracy of a reward model, ties apart; the gate asks that its interval lie above chance."""
+    scores = pairwise_scores(RewardJudge(trained.model_dir), read_pairs(data.validation_path, None))
+    d = cfg.drift
+    summary = accuracy_summary(scores, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
+    low, high, acc = summary["reward_accuracy_ci_low"], summary["reward_accuracy_ci_high"], summary["reward_accuracy"]
+    passed = low > 0.5
+    row = MetricRow(metric="reward_accuracy", n=int(summary["reward_pairs"]), base_mean=0.5, tuned_mean=acc,
+                    delta=acc - 0.5, ci_low=low - 0.5, ci_high=high - 0.5, threshold=None, blocked=not passed)
+    reasons = [] if passed else [f"reward_accuracy {acc:.3f} (CI [{low:.3f}, {high:.3f}]) is not above chance (0.5)"]
+    return EvalResult(base={"reward_accuracy": 0.5}, tuned=summary, report_path=out_dir / "eval_report.json",
+                      verdict=GateVerdict(passed=passed, reasons=reasons, rows=[row], confidence=d.confidence),
+                      samples=[])
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True)
@@ -73,6 +93,27 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
              data: PreparedData, out_dir: Path, run: RunRef) -> EvalResult:
     """Score the tuned model (adapter or full weights) on the base's items, gate on paired drift, log it all."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = _evaluate_reward(cfg, trained, data, out_dir) if trained.recipe == "reward" else _compare(
+        cfg, base, model, vocab, trained, data, out_dir)
+    result.report_path.write_text(result.model_dump_json(indent=1))
+
+    logger, verdict = run.logger(), result.verdict
+    logger.log_metrics({f"eval/base/{k}": v for k, v in result.base.items()})
+    logger.log_metrics({f"eval/tuned/{k}": v for k, v in result.tuned.items()})
+    for row in verdict.rows:
+        logger.log_metrics({f"eval/delta/{row.metric}": row.delta, f"eval/delta_ci_low/{row.metric}": row.ci_low,
+                            f"eval/delta_ci_high/{row.metric}": row.ci_high})
+    logger.log_metrics({"eval/gate_passed": int(verdict.passed)})
+    logger.set_tags({"gate": "passed" if verdict.passed else "failed"})
+    logger.log_artifacts(result.report_path, "eval")
+    create_markdown_artifact(key="eval-verdict", markdown=_markdown(result), description="Drift gate verdict")
+    return result
+
+
+def _compare(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: ExtensionResult, trained: Trained,
+             data: PreparedData, out_dir: Path) -> EvalResult:
+    """The tuned causal LM on the base's items: benchmarks, perplexity or held-out pairs, generations, drift gate."""
     validation_path = data.validation_path
     tuned_model, tokenizer = load_trained(model, vocab.tokenizer_dir, trained.adapter_dir, trained.model_dir)
     tuned = _evaluate_model(tuned_model, tokenizer, cfg, validation_path, out_dir / "tuned")
@@ -88,21 +129,8 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
         ci = win_rate(judge, [p[-1]["content"] for p in prompts], base.replies, tuned.replies,
                       n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
         tuned.scores.means.update({"win_rate": ci.estimate, "win_rate_ci_low": ci.low, "win_rate_ci_high": ci.high})
-    result = EvalResult(base=base.scores.means, tuned=tuned.scores.means, verdict=verdict,
-                        report_path=out_dir / "eval_report.json", samples=samples)
-    result.report_path.write_text(result.model_dump_json(indent=1))
-
-    logger = run.logger()
-    logger.log_metrics({f"eval/base/{k}": v for k, v in result.base.items()})
-    logger.log_metrics({f"eval/tuned/{k}": v for k, v in result.tuned.items()})
-    for row in verdict.rows:
-        logger.log_metrics({f"eval/delta/{row.metric}": row.delta, f"eval/delta_ci_low/{row.metric}": row.ci_low,
-                            f"eval/delta_ci_high/{row.metric}": row.ci_high})
-    logger.log_metrics({"eval/gate_passed": int(verdict.passed)})
-    logger.set_tags({"gate": "passed" if verdict.passed else "failed"})
-    logger.log_artifacts(result.report_path, "eval")
-    create_markdown_artifact(key="eval-verdict", markdown=_markdown(result), description="Drift gate verdict")
-    return result
+    return EvalResult(base=base.scores.means, tuned=tuned.scores.means, verdict=verdict,
+                      report_path=out_dir / "eval_report.json", samples=samples)
 
 
 def _markdown(result: EvalResult) -> str:

@@ -12,6 +12,9 @@ import mlflow
 from tasks.model import ModelRef
 
 
+_REQUIREMENTS = ["tuneforge", "torch==2.13.0", "transformers==5.23.0", "peft==0.21.2"]
+
+
 class AdapterModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from tasks.model import ModelRef
@@ -31,12 +34,30 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         return generate_replies(self.model, self.tokenizer, messages, n)
 
 
-def save_pyfunc(path, weights_dir, tokenizer_dir, base: ModelRef, full_weights: bool) -> None:
-    """An adapter is stored with a reference to its base; full-weight methods store the whole model."""
+class RewardModel(mlflow.pyfunc.PythonModel):
+    """A registered reward model: `predict([{"prompt": ..., "reply": ...}, ...])` -> one score per row."""
+
+    def load_context(self, context):
+        from evals.winrate import RewardJudge
+
+        self.judge = RewardJudge(context.artifacts["model"])
+
+    def predict(self, context, model_input: list[dict[str, str]], params: dict | None = None) -> list[float]:
+        return self.judge.score([r["prompt"] for r in model_input], [r["reply"] for r in model_input]).tolist()
+
+
+def save_pyfunc(path, weights_dir, tokenizer_dir, base: ModelRef, full_weights: bool, reward: bool = False) -> None:
+    """An adapter is stored with a reference to its base; full-weight methods and reward models store the whole
+    model."""
+    if reward:
+        mlflow.pyfunc.save_model(
+            path=str(path), python_model=str(Path(__file__).with_name("pyfunc_reward.py")),
+            artifacts={"model": str(weights_dir)}, pip_requirements=_REQUIREMENTS)
+        return
     mlflow.pyfunc.save_model(
         path=str(path), python_model=str(Path(__file__).with_name("pyfunc_model.py")),
         artifacts={"model" if full_weights else "adapter": str(weights_dir), "tokenizer": str(tokenizer_dir)},
         model_config={"base_model": base.name_or_path, "dtype": base.dtype,
                       "trust_remote_code": base.trust_remote_code, "max_new_tokens": 128},
-        pip_requirements=["tuneforge", "torch==2.13.0", "transformers==5.23.0", "peft==0.21.2"],
+        pip_requirements=_REQUIREMENTS,
     )

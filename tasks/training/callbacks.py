@@ -55,9 +55,14 @@ class AdaLoRABudget(TrainerCallback):
         model.base_model.update_and_allocate(state.global_step)
 
 
-class ChosenLogpsWatch(TrainerCallback):
-    """Warns (log line + run tag) when the chosen replies' log-prob keeps falling: the known preference-training
-    failure where chosen and rejected likelihoods both drop and only their gap grows. `rpo_alpha` is the remedy."""
+class PreferenceMonitor(TrainerCallback):
+    """For recipes with a reference model: logs the policy's drift from it, and warns (log line + run tag) when the
+    chosen replies' log-prob keeps falling, the known failure where chosen and rejected likelihoods both drop and only
+    their gap grows (`train.dpo.rpo_alpha` is the remedy).
+
+    `kl_to_reference` = mean over the batch's replies of log π(y|x) - log π_ref(y|x) = (rewards/chosen +
+    rewards/rejected) / (2β): the offline estimate of KL(π || π_ref) on the data's replies, not on samples.
+    """
 
     def __init__(self, logger=None, patience: int = 5):
         self.logger, self.patience = logger, patience
@@ -65,7 +70,11 @@ class ChosenLogpsWatch(TrainerCallback):
         self.warned = False
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        value = (logs or {}).get("logps/chosen")
+        logs = logs or {}
+        if self.logger is not None and {"rewards/chosen", "rewards/rejected"} <= set(logs) and getattr(args, "beta", 0):
+            kl = (logs["rewards/chosen"] + logs["rewards/rejected"]) / (2 * args.beta)
+            self.logger.log_metrics({"train/kl_to_reference": kl}, step=state.global_step)
+        value = logs.get("logps/chosen")
         if value is None or self.warned:
             return
         self.seen.append(float(value))

@@ -28,6 +28,7 @@ from tasks.vocab import apply_extension
 class Trained(BaseModel):
     """Weights that evaluation and packaging take: an adapter folder or a full model folder."""
 
+    recipe: str = "sft"
     method: str = "lora"
     adapter_dir: Path | None
     """PEFT adapter folder (PeftModel.from_pretrained); None for full-weight methods."""
@@ -37,7 +38,6 @@ class Trained(BaseModel):
 
 
 class TrainResult(Trained):
-    recipe: str = "sft"
     history_path: Path
     trainable_params: int
     total_params: int

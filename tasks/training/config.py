@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from tasks.schema import Section
 
-Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo"]
+Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo", "reward"]
 Method = Literal["lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning",
                  "full", "partial", "galore"]
 LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
@@ -204,6 +204,9 @@ class TrainConfig(Section):
         if self.packing and self.method in PROMPT_LEARNING:
             raise ValueError(f"packing=true with method={self.method}: virtual tokens would only precede the first "
                              "example of each packed row")
+        if self.recipe == "reward" and self.method not in {"lora", "dora", "rslora", "full", "partial"}:
+            raise ValueError(f"recipe reward trains a score head with lora, dora, rslora, full or partial, "
+                             f"not method={self.method}")
         if self.recipe == "kto" and self.batch_size < 2:
             raise ValueError("recipe kto needs batch_size >= 2: its KL term pairs each reply with another prompt's "
                              "reply in the same batch")

@@ -20,7 +20,7 @@ from trl import DPOConfig as TRLDPOConfig
 from trl import DPOTrainer as TRLDPOTrainer
 
 from tasks.model import ModelRef
-from tasks.training.callbacks import ChosenLogpsWatch
+from tasks.training.callbacks import PreferenceMonitor
 from tasks.training.common import (TrainResult, load_for_training, load_reference, make_trainer, run_trainer,
                                    training_args)
 from tasks.training.config import FULL_WEIGHT, TrainConfig
@@ -43,7 +43,7 @@ def build_trainer(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
     if ref_model is None and cfg.method in FULL_WEIGHT and not cfg.dpo.precompute_ref_log_probs:
         ref_model = load_reference(model, tokenizer, tokenizer_dir)  # no adapter to disable: a frozen copy
     return make_trainer(TRLDPOTrainer, cfg, policy, tokenizer, dpo_args(cfg, Path(out_dir), seed),
-                        load_pairs(train_path), logger, [ChosenLogpsWatch(logger), *(callbacks or [])],
+                        load_pairs(train_path), logger, [PreferenceMonitor(logger), *(callbacks or [])],
                         ref_model=ref_model)
 
 

@@ -15,6 +15,7 @@ from trl import KTOConfig as TRLKTOConfig
 from trl import KTOTrainer as TRLKTOTrainer
 
 from tasks.model import ModelRef
+from tasks.training.callbacks import PreferenceMonitor
 from tasks.training.common import (TrainResult, load_for_training, load_reference, make_trainer, run_trainer,
                                    training_args)
 from tasks.training.config import FULL_WEIGHT, TrainConfig
@@ -35,5 +36,6 @@ def train_kto(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path
     if cfg.method in FULL_WEIGHT and not cfg.dpo.precompute_ref_log_probs:
         ref = load_reference(model, tokenizer, tokenizer_dir)
     trainer = make_trainer(TRLKTOTrainer, cfg, policy, tokenizer, kto_args(cfg, Path(out_dir), seed),
-                           load_feedback(train_path), logger, callbacks, ref_model=ref)
+                           load_feedback(train_path), logger, [PreferenceMonitor(logger), *(callbacks or [])],
+                           ref_model=ref)
     return run_trainer(trainer, cfg, out_dir, logger)

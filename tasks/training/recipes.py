@@ -20,6 +20,7 @@ RECIPES: dict[str, tuple[frozenset[str], str]] = {
     "kto": (frozenset({"kto", "preference"}), "tasks.training.kto:train_kto"),
     "orpo": (frozenset({"preference"}), "tasks.training.orpo:train_orpo"),
     "simpo": (frozenset({"preference"}), "tasks.training.simpo:train_simpo"),
+    "reward": (frozenset({"preference"}), "tasks.training.reward:train_reward"),
 }
 
 

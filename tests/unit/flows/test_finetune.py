@@ -138,3 +138,29 @@ def test_dpo_goes_through_the_flow_and_reports_held_out_preference_metrics(tmp_p
     assert metrics["eval/tuned/pref_margin"] > metrics["eval/base/pref_margin"]  # held-out pairs moved the right way
     assert 0.0 <= metrics["eval/tuned/implicit_reward_accuracy"] <= 1.0
     assert "eval/delta/pref_accuracy" in metrics and result["registered_version"] == "1"
+
+
+def test_reward_model_goes_through_the_flow_and_registers_as_a_reward_model(tmp_path, tiny_model_dir, mlflow_uri,
+                                                                           prefect_harness):
+    import mlflow
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({
+        "prompt": [{"role": "user", "content": f"How do I rotate the key of vault {i}?"}],
+        "chosen": f"Run vaultctl rotate --vault {i} and confirm.", "rejected": "Go away, idiot."}) + "\n"
+        for i in range(60)))
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/dpo.yaml", extra=[
+        f"data.sources=[{{name: p, path: {pairs}, license: MIT}}]", "train.recipe=reward", "train.max_steps=20",
+        "train.batch_size=8", "package.registered_model_name=tiny-reward",
+        "package.champion_metrics={reward_accuracy: max}"])
+    result = finetune(config)
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.data.metrics["eval/tuned/reward_accuracy"] > 0.9 and run.data.tags["gate"] == "passed"
+    assert run.data.metrics["eval/tuned/reward_accuracy_ci_low"] > 0.5
+    version = client.get_model_version("tiny-reward", result["registered_version"])
+    assert version.tags["recipe"] == "reward" and version.tags["kind"] == "reward_model"
+    scorer = mlflow.pyfunc.load_model("models:/tiny-reward@champion")
+    good, bad = scorer.predict([{"prompt": "How do I rotate the key of vault 3?", "reply": "Run vaultctl rotate."},
+                                {"prompt": "How do I rotate the key of vault 3?", "reply": "Go away, idiot."}])
+    assert good > bad

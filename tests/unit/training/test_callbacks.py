@@ -13,9 +13,13 @@ from tests.unit.training.support import fast
 class RecordingLogger:
     def __init__(self):
         self.calls: list[tuple[dict, int | None]] = []
+        self.tags: list[dict] = []
 
     def log_metrics(self, metrics, step=None):
         self.calls.append((metrics, step))
+
+    def set_tags(self, tags):
+        self.tags.append(tags)
 
 
 def test_tokens_per_second_from_token_deltas():
@@ -61,3 +65,17 @@ def test_adalora_budget_runs_after_each_optimizer_step():
     for step in range(3):
         cb.on_optimizer_step(None, SimpleNamespace(global_step=step), None, model=model)
     assert seen == [0, 1, 2]
+
+
+def test_preference_monitor_logs_drift_and_warns_once_when_chosen_logps_keep_falling():
+    from tasks.training.callbacks import PreferenceMonitor
+
+    logger = RecordingLogger()
+    monitor = PreferenceMonitor(logger, patience=3)
+    args = SimpleNamespace(beta=0.5)
+    for step, chosen in enumerate([-10.0, -11.0, -12.0, -13.0, -14.0, -15.0], start=1):
+        monitor.on_log(args, SimpleNamespace(global_step=step), None,
+                       logs={"logps/chosen": chosen, "rewards/chosen": 0.2, "rewards/rejected": -0.1})
+    assert logger.calls[0] == ({"train/kl_to_reference": pytest.approx(0.1)}, 1)  # (0.2 - 0.1) / (2 * 0.5)
+    warnings = [tags for tags in logger.tags if "warning.chosen_logps_falling" in tags]
+    assert len(warnings) == 1 and "-10.00 -> -13.00 by step 4" in warnings[0]["warning.chosen_logps_falling"]

@@ -120,3 +120,18 @@ def test_label_smoothing_is_never_silently_ignored():
     with pytest.raises(ValidationError, match="read only by loss_type=robust"):
         DPOConfig(loss_type="sigmoid", label_smoothing=0.1)
     assert DPOConfig(loss_type="robust", label_smoothing=0.1).label_smoothing == 0.1
+
+
+def test_python_api_is_the_recipe_the_flow_runs(tiny_model_dir, tmp_path):
+    from tasks.training.api import DPOTrainer, KTOTrainer
+
+    pairs = [{"prompt": q, "chosen": good, "rejected": bad} for q, good, bad in _PAIRS * 2]
+    trainer = DPOTrainer(model=str(tiny_model_dir), config=DPOConfig(beta=0.2, loss_type="hinge"),
+                         train=fast("dpo", max_steps=4), out_dir=tmp_path / "dpo")
+    assert trainer.cfg.recipe == "dpo" and trainer.cfg.dpo.loss_type == "hinge" and trainer.cfg.max_steps == 4
+    result = trainer.train(pairs)
+    logs = [h for h in json.loads(result.history_path.read_text()) if "rewards/margins" in h]
+    assert result.recipe == "dpo" and logs[-1]["rewards/margins"] > 0
+    with pytest.raises(ValueError, match="recipe=kto trains on"):  # chat rows are neither pairs nor feedback
+        KTOTrainer(model=str(tiny_model_dir), train=fast("kto")).train(
+            [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}])
