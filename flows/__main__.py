@@ -1,6 +1,7 @@
 """`python -m flows CONFIG.yaml [key=value ...]` (what `make pipeline` runs): the flow the config describes.
 
-A config with `stages:` runs the chain flow, one with a `merge:` section the merge flow, any other `finetune`.
+A config with `stages:` runs the chain flow, one with a `merge:` or `best_of_n:` section that flow, any other
+`finetune`.
 """
 import sys
 
@@ -14,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
         from flows.chain import chain as run
     elif config.merge is not None:
         from flows.merge import merge as run
+    elif config.best_of_n is not None:
+        from flows.best_of_n import best_of_n as run
     else:
         from flows.finetune import finetune as run
     print(run(config))

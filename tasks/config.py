@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from evals.config import EvalConfig
+from tasks.best_of_n import BestOfNConfig
 from tasks.data.config import DataConfig
 from tasks.model import EMBEDDED, DType
 from tasks.packaging.merge import MergeConfig
@@ -96,6 +97,8 @@ class PipelineConfig(_Runnable):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     merge: MergeConfig | None = None
     """Adapters to combine instead of training (`python -m flows.merge`)."""
+    best_of_n: BestOfNConfig | None = None
+    """Sample N replies per prompt and keep the reward model's favourite, instead of training (flows/best_of_n.py)."""
 
 
 class ChainConfig(_Runnable):

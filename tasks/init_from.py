@@ -103,3 +103,12 @@ def materialize(source: Path, ref: str, cfg, out_dir: Path) -> ModelRef:
     tmp.rename(out)
     return ModelRef(name_or_path=str(out.resolve()), path=str(out.resolve()), dtype=cfg.dtype,
                     trust_remote_code=trust, init_from=ref)
+
+
+def model_folder(ref: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """A folder holding full model weights (a reward model, say) for `ref`: itself, its package, or its MLflow
+    model (downloaded to `dst`)."""
+    _, model, _, _ = _parts(fetch(ref, Path(dst), tracking_uri))
+    if model is None:
+        raise InitFromError(f"{ref}: holds an adapter, not a whole model")
+    return model

@@ -12,12 +12,14 @@ from tasks.training.recipes import check_data
 
 @task(name="prepare_data", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=10,
       retry_condition_fn=transient_only)
-def prepare_data(cfg: DataConfig, recipe: str, model: ModelRef, out_dir: Path, run: RunRef) -> PreparedData:
+def prepare_data(cfg: DataConfig, recipe: str | None, model: ModelRef, out_dir: Path, run: RunRef) -> PreparedData:
     """Load, govern, validate and split the data; every row accounted for in the report and MLflow.
 
-    The data's kind is checked against the recipe as soon as the sources are read, before any model loads.
+    The data's kind is checked against the recipe (None: no training) as soon as the sources are read, before any
+    model loads.
     """
-    result = prepare(cfg, out_dir, tokenizer=model.load_tokenizer(), check_kind=lambda kind: check_data(recipe, kind))
+    check = (lambda kind: check_data(recipe, kind)) if recipe else None
+    result = prepare(cfg, out_dir, tokenizer=model.load_tokenizer(), check_kind=check)
     logger = run.logger()
     logger.log_metrics({f"data/{k}": v for k, v in result.counts.items()})
     logger.log_params({f"data.license.{src}": lic for src, lic in result.licenses.items()})

@@ -164,3 +164,19 @@ def test_reward_model_goes_through_the_flow_and_registers_as_a_reward_model(tmp_
     good, bad = scorer.predict([{"prompt": "How do I rotate the key of vault 3?", "reply": "Run vaultctl rotate."},
                                 {"prompt": "How do I rotate the key of vault 3?", "reply": "Go away, idiot."}])
     assert good > bad
+
+
+def test_best_of_n_flow_reports_every_n_in_mlflow(tmp_path, tiny_model_dir, mlflow_uri, prefect_harness):
+    from flows.best_of_n import best_of_n
+
+    judge = build_tiny_reward_model(tmp_path / "judge", tiny_model_dir)
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, extra=[
+        f"best_of_n={{reward_model: {judge}, n: [1, 2, 4], prompts: 3, max_new_tokens: 6}}"])
+    result = best_of_n(config)
+    assert [r["n"] for r in result["table"]] == [1, 2, 4]
+    client = MlflowClient(mlflow_uri)
+    history = client.get_metric_history(result["mlflow_run_id"], "best_of_n/mean_reward")
+    assert sorted(m.step for m in history) == [1, 2, 4]
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == sorted(m.value for m in history)
+    logged = {a.path for a in client.list_artifacts(result["mlflow_run_id"], "best_of_n")}
+    assert {"best_of_n/best_of_n.png", "best_of_n/samples.jsonl", "best_of_n/table.json"} <= logged
