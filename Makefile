@@ -33,11 +33,12 @@ test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit
 test-all: setup  ## also the slow per-method real-model runs
 	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
 
-bench: setup  ## PII precision/recall, data-prep records/s, method table, lm-eval harness check (~1 h on 2 cores)
+bench: setup  ## PII precision/recall, data-prep records/s, method table, DPO reference memory, lm-eval harness check (~1 h on 2 cores)
 	mkdir -p runs/bench
 	$(PY) -m evals.pii_benchmark | tee runs/bench/pii.json
 	$(PY) bench/bench_data.py | tee runs/bench/data.json
 	$(PY) bench/bench_methods.py --out runs/bench/methods.md
+	$(PY) bench/bench_reference.py --out runs/bench/reference
 	$(PY) bench/bench_eval.py --mmlu-per-subject 1 --forms letter,cloze --truthfulqa-limit 5 --out runs/bench/eval
 
 ui: setup  ## MLflow UI on :5000 and Prefect UI on :4200

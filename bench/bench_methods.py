@@ -16,13 +16,13 @@ import argparse
 import itertools
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.child import report, run_child  # noqa: E402
 
 DEFAULT_METHODS = "base,lora,dora,qlora,ia3,prompt,full"
 
@@ -98,7 +98,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.one:
-        print("RESULT " + json.dumps(run_one(args.one, args)), flush=True)
+        report(run_one(args.one, args))
         return 0
 
     out = Path(args.out)
@@ -107,15 +107,12 @@ def main() -> int:
     for method in args.methods.split(","):
         shutil.rmtree(out / method, ignore_errors=True)  # a fresh run, never a resume
         start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", method, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-             "--max-length", str(args.max_length), "--out", str(out), "--train", str(train), "--val", str(val)],
-            capture_output=True, text=True, cwd=ROOT)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{method} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        result = run_child(__file__, method, ["--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                                              "--max-length", str(args.max_length), "--out", str(out),
+                                              "--train", str(train), "--val", str(val)])
+        if result is None:
             continue
-        results.append(json.loads(line[len("RESULT "):]))
+        results.append(result)
         print(f"{method}: {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"SmolLM2-135M-Instruct, {args.steps} steps x batch {args.batch_size}, max_length {args.max_length}, "

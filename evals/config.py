@@ -29,7 +29,8 @@ class EvalConfig(Section):
     general_text_rows: int = Field(0, ge=0)
     """MMLU-val questions with their answers scored as plain text: perplexity there shows forgetting (0 = off)."""
     reward_model: str | None = None
-    """Sequence-classification reward model (HF id or folder) judging tuned vs base replies: win-rate with CI."""
+    """Reward model judging tuned vs base replies (win-rate with CI): a folder written by the reward recipe, or its
+    MLflow model URI (`models:/smollm2-reward-hh@champion`)."""
     benchmarks: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     sample_generations: int = Field(4, ge=0)

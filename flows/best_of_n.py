@@ -2,6 +2,8 @@
 and report best-of-N against greedy decoding for each N (table, plot and win-rates in MLflow).
 
     python -m flows conf/smollm2/best_of_n.yaml 'best_of_n.reward_model=models:/smollm2-reward-hh@champion'
+
+`best.jsonl` (each prompt with its best sample, as chat rows) is what RAFT trains on: SFT with it as the data source.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def best_of_n(config: PipelineConfig) -> dict:
         data = run_stage(prepare_data, config.data, None, model, run_dir / "data", run)
         result = run_stage(sample, cfg, model, data, run_dir / "best_of_n", run)
         run.logger().finish(True)
-        return {"mlflow_run_id": run.run_id, "run_dir": str(run_dir), "table": result.table}
+        return {"mlflow_run_id": run.run_id, "run_dir": str(run_dir), "table": result.table,
+                "best": str(result.best_path)}
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
 """Best-of-N sampling: draw N replies per prompt from the policy, score each with a reward model, keep the best.
 
-    sampler = BestOfNSampler(policy, tokenizer, judge, n=4)   # judge: evals.winrate.RewardJudge
-    best = sampler.generate(prompts)                          # prompts: lists of chat turns ending with a user turn
+    sampler = BestOfNSampler(policy="embedded:smollm2-135m-instruct", reward_model="runs/runs/<id>/train/model", n=4)
+    best = sampler.generate(prompts)        # prompts: lists of chat turns ending with a user turn
+
+`policy` is a model reference (HF id, folder, ModelRef) or a loaded model with its `tokenizer`; `reward_model` is a
+folder written by the reward recipe or a loaded `evals.winrate.RewardJudge`.
 
 Sampling draws from the policy's full distribution (temperature 1, no top-k, no top-p), so the best of N is a
 selection from what the policy would say, not from a truncated distribution. The report compares, for each N, the
 mean reward of the best of the first N samples with greedy decoding, and the best-of-N win-rate over greedy.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,9 +36,18 @@ class BestOfNConfig(Section):
 
 
 class BestOfNSampler:
-    def __init__(self, policy, tokenizer, judge, n: int = 4, max_new_tokens: int = 64, temperature: float = 1.0,
-                 seed: int = 0):
-        self.policy, self.tokenizer, self.judge = policy.eval(), tokenizer, judge
+    def __init__(self, policy, reward_model, n: int = 4, *, tokenizer=None, max_new_tokens: int = 64,
+                 temperature: float = 1.0, seed: int = 0):
+        from evals.winrate import RewardJudge
+        from tasks.model import ModelRef
+
+        if isinstance(policy, (str, ModelRef)):
+            ref = policy if isinstance(policy, ModelRef) else ModelRef.of(policy)
+            policy, tokenizer = ref.load_model(), ref.load_tokenizer()
+        if tokenizer is None:
+            raise ValueError("a loaded policy needs its tokenizer")
+        self.policy, self.tokenizer = policy.eval(), tokenizer
+        self.judge = RewardJudge(reward_model) if isinstance(reward_model, (str, Path)) else reward_model
         self.n, self.max_new_tokens, self.temperature, self.seed = n, max_new_tokens, temperature, seed
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from evals.reward import accuracy_summary, pairwise_scores
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
 from evals.winrate import RewardJudge, win_rate
 from tasks.data.pipeline import PreparedData
+from tasks.init_from import model_folder
 from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.training.common import Trained
@@ -95,7 +96,7 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = _evaluate_reward(cfg, trained, data, out_dir) if trained.recipe == "reward" else _compare(
-        cfg, base, model, vocab, trained, data, out_dir)
+        cfg, base, model, vocab, trained, data, out_dir, run.tracking_uri)
     result.report_path.write_text(result.model_dump_json(indent=1))
 
     logger, verdict = run.logger(), result.verdict
@@ -112,7 +113,7 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
 
 
 def _compare(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: ExtensionResult, trained: Trained,
-             data: PreparedData, out_dir: Path) -> EvalResult:
+             data: PreparedData, out_dir: Path, tracking_uri: str) -> EvalResult:
     """The tuned causal LM on the base's items: benchmarks, perplexity or held-out pairs, generations, drift gate."""
     validation_path = data.validation_path
     tuned_model, tokenizer = load_trained(model, vocab.tokenizer_dir, trained.adapter_dir, trained.model_dir)
@@ -124,8 +125,8 @@ def _compare(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
     prompts, _ = validation_prompts(validation_path, cfg.sample_generations)
     samples = [{"prompt": p[-1]["content"], "base": b, "tuned": t}
                for p, b, t in zip(prompts, base.replies, tuned.replies)]
-    if cfg.reward_model and prompts:
-        judge = RewardJudge(cfg.reward_model)
+    if cfg.reward_model and prompts:  # a reward model folder, package or MLflow model URI
+        judge = RewardJudge(model_folder(cfg.reward_model, out_dir / "reward_model", tracking_uri))
         ci = win_rate(judge, [p[-1]["content"] for p in prompts], base.replies, tuned.replies,
                       n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
         tuned.scores.means.update({"win_rate": ci.estimate, "win_rate_ci_low": ci.low, "win_rate_ci_high": ci.high})

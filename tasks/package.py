@@ -57,7 +57,7 @@ def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, d
                                                                          "init_from"}), indent=1))
     section = config.merge or config.train
     write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model.name_or_path,
-                     method=method, config=section.model_dump(mode="json"),
+                     method=f"{trained.recipe} / {method}", config=section.model_dump(mode="json"),
                      data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
                      evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=vocab.added)
     write_manifest(pkg)

@@ -18,6 +18,8 @@ from tasks.stage import STAGE_CACHE, RunRef
 class BestOfNResult(BaseModel):
     table: list[dict]
     samples_path: Path
+    best_path: Path
+    """Chat rows of each prompt with its best sample: SFT on them is RAFT (reward-ranked fine-tuning)."""
     plot_path: Path
 
 
@@ -31,7 +33,7 @@ def best_of_n(cfg: BestOfNConfig, model: ModelRef, data: PreparedData, out_dir: 
     prompts, _ = validation_prompts(data.validation_path, cfg.prompts)
     if not prompts:
         raise ValueError(f"no prompts in {data.validation_path}")
-    sampler = BestOfNSampler(policy, tokenizer, judge, n=max(cfg.n), max_new_tokens=cfg.max_new_tokens,
+    sampler = BestOfNSampler(policy, judge, n=max(cfg.n), tokenizer=tokenizer, max_new_tokens=cfg.max_new_tokens,
                              temperature=cfg.temperature, seed=cfg.seed)
     samples = sampler.sample(prompts)
     rewards = sampler.score(prompts, samples)
@@ -43,6 +45,9 @@ def best_of_n(cfg: BestOfNConfig, model: ModelRef, data: PreparedData, out_dir: 
     samples_path.write_text("".join(json.dumps(
         {"prompt": p, "greedy": g, "greedy_reward": float(gr), "samples": s, "rewards": r.tolist()}) + "\n"
         for p, g, gr, s, r in zip(prompts, greedy, greedy_rewards, samples, rewards)))
+    best_path = out_dir / "best.jsonl"
+    best_path.write_text("".join(json.dumps({"messages": [*p, {"role": "assistant", "content": s[int(r.argmax())]}]})
+                                 + "\n" for p, s, r in zip(prompts, samples, rewards)))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,7 +69,7 @@ def best_of_n(cfg: BestOfNConfig, model: ModelRef, data: PreparedData, out_dir: 
         logger.log_metrics({f"best_of_n/{k}": v for k, v in row.items() if k != "n"}, step=row["n"])
     logger.client.log_table(run.run_id, data={k: [r[k] for r in table] for k in table[0]},
                             artifact_file="best_of_n/table.json")
-    for path in (samples_path, plot_path):
+    for path in (samples_path, best_path, plot_path):
         logger.log_artifacts(path, "best_of_n")
     create_table_artifact(key="best-of-n", table=table, description="Mean reward of best-of-N vs greedy")
-    return BestOfNResult(table=table, samples_path=samples_path, plot_path=plot_path)
+    return BestOfNResult(table=table, samples_path=samples_path, best_path=best_path, plot_path=plot_path)

@@ -15,7 +15,7 @@ class LengthJudge:
 
 def test_generate_returns_the_highest_scored_sample(tiny_model_dir):
     model, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
-    sampler = BestOfNSampler(model, tokenizer, LengthJudge(), n=4, max_new_tokens=8, seed=3)
+    sampler = BestOfNSampler(model, LengthJudge(), n=4, tokenizer=tokenizer, max_new_tokens=8, seed=3)
     prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "where are the logs?"}]]
     samples = sampler.sample(prompts)
     assert [len(s) for s in samples] == [4, 4] and len({*samples[0]}) > 1  # sampled, not greedy

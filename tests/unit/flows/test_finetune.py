@@ -180,3 +180,5 @@ def test_best_of_n_flow_reports_every_n_in_mlflow(tmp_path, tiny_model_dir, mlfl
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == sorted(m.value for m in history)
     logged = {a.path for a in client.list_artifacts(result["mlflow_run_id"], "best_of_n")}
     assert {"best_of_n/best_of_n.png", "best_of_n/samples.jsonl", "best_of_n/table.json"} <= logged
+    best = [json.loads(line) for line in open(result["best"])]  # RAFT's data: chat rows, the best sample as reply
+    assert len(best) == 3 and all(b["messages"][-1]["role"] == "assistant" for b in best)
