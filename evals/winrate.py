@@ -52,14 +52,16 @@ class RewardJudge:
         texts = [self.format(p, r) for p, r in zip(prompts, replies)]
         # A chat-templated text already carries its special tokens.
         add_special = not self.tokenizer.chat_template
-        scores = []
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch: less padding
+        scores = np.zeros(len(texts), dtype=np.float32)
         for i in range(0, len(texts), self.batch_size):
+            idx = order[i:i + self.batch_size]
             # Right padding: Llama-style models take positions from the index, so left padding would shift them.
-            enc = self.tokenizer(texts[i:i + self.batch_size], padding=True, padding_side="right", truncation=True,
+            enc = self.tokenizer([texts[j] for j in idx], padding=True, padding_side="right", truncation=True,
                                  max_length=self.max_length, add_special_tokens=add_special, return_tensors="pt")
             logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-            scores.append(logits[:, 0].float().numpy())
-        return np.concatenate(scores) if scores else np.zeros(0)
+            scores[idx] = logits[:, 0].float().numpy()
+        return scores
 
 
 def win_rate(judge: RewardJudge, prompts: list[str], base_replies: list[str], tuned_replies: list[str], *,

@@ -56,12 +56,14 @@ def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, ou
 
 
 def _data_digest(context, inputs: dict) -> str:
-    return inputs["data"].digest
+    return inputs["data"].digest + ("|reward" if inputs.get("recipe") == "reward" else "")
 
 
-# The base model's scores depend on the base, the eval settings and the data, not on the run: leave the
-# run-specific paths out of the key so later runs reuse them (the data digest stands in for the data's paths).
-BASE_CACHE = INPUTS - "out_dir" - "run" - "data" + TASK_SOURCE + CachePolicy.from_cache_key_fn(_data_digest)
+# The base model's scores depend on the base, the eval settings and the data, not on the run or on which generative
+# recipe trains next: leave the run-specific paths and the recipe out of the key so later runs reuse them (the data
+# digest stands in for the data's paths; a reward model, which has no base scores, keys apart).
+BASE_CACHE = (INPUTS - "out_dir" - "run" - "data" - "recipe" + TASK_SOURCE
+              + CachePolicy.from_cache_key_fn(_data_digest))
 
 
 @task(name="score_base", cache_policy=BASE_CACHE, persist_result=True)

@@ -1,4 +1,5 @@
-"""Python API in the design documents' style, thin over the same recipe functions the flows run:
+"""Python API in the design documents' style (SFTTrainer, DPOTrainer, KTOTrainer, ORPOTrainer, SimPOTrainer,
+RewardModelTrainer), thin over the same recipe functions the flows run:
 
     from tasks.training.api import DPOTrainer
     from tasks.training.config import DPOConfig
@@ -83,3 +84,12 @@ class SimPOTrainer(RecipeTrainer):
 
     def __init__(self, model, config: SimPOConfig | None = None, **kwargs):
         super().__init__(model, config, **kwargs)
+
+
+class RewardModelTrainer(RecipeTrainer):
+    """Trains a score head (and adapter); `.train(pairs).model_dir` loads with evals.winrate.RewardJudge."""
+
+    recipe = "reward"
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, None, **kwargs)

@@ -60,8 +60,9 @@ class PreferenceMonitor(TrainerCallback):
     chosen replies' log-prob keeps falling, the known failure where chosen and rejected likelihoods both drop and only
     their gap grows (`train.dpo.rpo_alpha` is the remedy).
 
-    `kl_to_reference` = mean over the batch's replies of log π(y|x) - log π_ref(y|x) = (rewards/chosen +
-    rewards/rejected) / (2β): the offline estimate of KL(π || π_ref) on the data's replies, not on samples.
+    `logratio_to_reference` = mean over the batch's replies of log π(y|x) - log π_ref(y|x) = (rewards/chosen +
+    rewards/rejected) / (2β). It is what KL(π || π_ref) averages, but over the data's replies rather than samples
+    from π, so it is no KL: it goes negative when the policy moves probability away from the data's replies.
     """
 
     def __init__(self, logger=None, patience: int = 5):
@@ -72,8 +73,8 @@ class PreferenceMonitor(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if self.logger is not None and {"rewards/chosen", "rewards/rejected"} <= set(logs) and getattr(args, "beta", 0):
-            kl = (logs["rewards/chosen"] + logs["rewards/rejected"]) / (2 * args.beta)
-            self.logger.log_metrics({"train/kl_to_reference": kl}, step=state.global_step)
+            ratio = (logs["rewards/chosen"] + logs["rewards/rejected"]) / (2 * args.beta)
+            self.logger.log_metrics({"train/logratio_to_reference": ratio}, step=state.global_step)
         value = logs.get("logps/chosen")
         if value is None or self.warned:
             return

@@ -76,6 +76,6 @@ def test_preference_monitor_logs_drift_and_warns_once_when_chosen_logps_keep_fal
     for step, chosen in enumerate([-10.0, -11.0, -12.0, -13.0, -14.0, -15.0], start=1):
         monitor.on_log(args, SimpleNamespace(global_step=step), None,
                        logs={"logps/chosen": chosen, "rewards/chosen": 0.2, "rewards/rejected": -0.1})
-    assert logger.calls[0] == ({"train/kl_to_reference": pytest.approx(0.1)}, 1)  # (0.2 - 0.1) / (2 * 0.5)
+    assert logger.calls[0] == ({"train/logratio_to_reference": pytest.approx(0.1)}, 1)  # (0.2 - 0.1) / (2 * 0.5)
     warnings = [tags for tags in logger.tags if "warning.chosen_logps_falling" in tags]
     assert len(warnings) == 1 and "-10.00 -> -13.00 by step 4" in warnings[0]["warning.chosen_logps_falling"]

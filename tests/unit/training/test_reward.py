@@ -57,3 +57,17 @@ def test_ties_are_counted_apart_not_as_wins():
               "reward_margin": np.array([0.5, 0.0, -0.2, 0.1])}
     summary = accuracy_summary(scores, n_resamples=200)
     assert summary["reward_accuracy"] == 0.5 and summary["reward_ties"] == 0.25 and summary["reward_pairs"] == 4
+
+
+def test_python_api_trains_a_reward_model(tiny_model_dir, tmp_path):
+    from tasks.training.api import RewardModelTrainer
+
+    pairs = [{"prompt": p["messages"][0]["content"], "chosen": p["chosen"], "rejected": p["rejected"]}
+             for p in _pairs(24, 2)]
+    cfg = TrainConfig.model_validate(dict(method="lora", max_steps=20, epochs=20, learning_rate=1e-2, batch_size=8,
+                                          max_length=64, logging_steps=5, save_steps=100, precision="fp32",
+                                          warmup_fraction=0.0, lora={"rank": 8, "target_modules": "all-linear"}))
+    result = RewardModelTrainer(model=str(tiny_model_dir), train=cfg, out_dir=tmp_path).train(pairs)
+    assert result.recipe == "reward" and result.final_loss < result.first_loss
+    good, bad = RewardJudge(result.model_dir).score(["How do I fix job 3?"] * 2, [_GOOD[0], _BAD[0]])
+    assert good > bad
