@@ -56,7 +56,9 @@ def best_of_n(cfg: BestOfNConfig, model: ModelRef, data: PreparedData, out_dir: 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot([r["n"] for r in table], [r["mean_reward"] for r in table], marker="o", label="best of N")
     ax.axhline(table[0]["greedy_mean_reward"], color="grey", linestyle="--", label="greedy")
-    ax.set(xscale="log", xlabel="N (samples per prompt)", ylabel="mean reward", title="Best-of-N vs greedy")
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+    ax.set(xlabel="N (samples per prompt)", ylabel="mean reward", title="Best-of-N vs greedy")
     ax.set_xticks([r["n"] for r in table], [str(r["n"]) for r in table])
     ax.legend()
     plot_path = out_dir / "best_of_n.png"
