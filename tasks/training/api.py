@@ -18,7 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from tasks.data.formats import detect, normalise
+from tasks.data.formats import KIND, detect, normalise
 from tasks.model import ModelRef
 from tasks.training.common import TrainResult
 from tasks.training.config import DPOConfig, KTOConfig, ORPOConfig, SimPOConfig, TrainConfig
@@ -41,10 +41,9 @@ class RecipeTrainer:
         """Train on rows (any supported format) or a JSONL file of them; returns what the flow's train stage does."""
         rows = data if isinstance(data, list) else [json.loads(line) for line in Path(data).read_text().splitlines()
                                                      if line.strip()]
-        prepared = [normalise(r, detect(r), f"api-{i}", "api") for i, r in enumerate(rows)]
-        kinds = {"preference" if "chosen" in r else "kto" if "label" in r else "sft" for r in prepared}
-        for kind in kinds:
+        for kind in {KIND[detect(r)] for r in rows}:  # before any model loads, as in the flow
             check_data(self.recipe, kind)
+        prepared = [normalise(r, detect(r), f"api-{i}", "api") for i, r in enumerate(rows)]
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "train.jsonl"
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prepared))

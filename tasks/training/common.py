@@ -136,8 +136,12 @@ def load_for_training(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, se
     return trainable, tokenizer
 
 
-def load_reference(model: ModelRef, tokenizer, tokenizer_dir: Path):
-    """A frozen copy of the starting model (with the vocabulary extension): the reference of a full-weight run."""
+def load_reference(cfg: TrainConfig, model: ModelRef, tokenizer, tokenizer_dir: Path):
+    """The reference model to hand the trainer: None with an adapter (the base with the adapter disabled is the
+    reference) or with precomputed reference log-probs; for a full-weight run, a frozen copy of the starting model
+    (with the vocabulary extension)."""
+    if cfg.method not in FULL_WEIGHT or cfg.dpo.precompute_ref_log_probs:
+        return None
     ref = model.load_model()
     apply_extension(ref, tokenizer, Path(tokenizer_dir))
     return ref.requires_grad_(False).eval()
@@ -196,9 +200,9 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
 
 
 def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate: bool = False) -> TrainResult:
-    """Train (resuming from the last checkpoint under `out_dir`), save the adapter or the whole model, summarise."""
+    """Train a `make_trainer` trainer (resuming from the last checkpoint under `out_dir`), save the adapter or the
+    whole model, summarise."""
     out_dir = Path(out_dir)
-    set_total_steps(trainer, cfg)  # idempotent: a recipe's trainer builder has usually set them already
     trainable, total = count_parameters(trainer.model)
     if logger:
         logger.log_metrics({"train/trainable_params": trainable, "train/total_params": total})

@@ -23,7 +23,7 @@ from tasks.model import ModelRef
 from tasks.training.callbacks import PreferenceMonitor
 from tasks.training.common import (TrainResult, load_for_training, load_reference, make_trainer, run_trainer,
                                    training_args)
-from tasks.training.config import FULL_WEIGHT, TrainConfig
+from tasks.training.config import TrainConfig
 from tasks.training.preference_data import load_pairs
 
 
@@ -40,8 +40,8 @@ def dpo_args(cfg: TrainConfig, out_dir: Path, seed: int = 0) -> TRLDPOConfig:
 def build_trainer(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path: Path, out_dir: Path, *,
                   logger=None, seed: int = 0, ref_model=None, callbacks: list | None = None) -> TRLDPOTrainer:
     policy, tokenizer = load_for_training(cfg, model, tokenizer_dir, seed)
-    if ref_model is None and cfg.method in FULL_WEIGHT and not cfg.dpo.precompute_ref_log_probs:
-        ref_model = load_reference(model, tokenizer, tokenizer_dir)  # no adapter to disable: a frozen copy
+    if ref_model is None:
+        ref_model = load_reference(cfg, model, tokenizer, tokenizer_dir)
     return make_trainer(TRLDPOTrainer, cfg, policy, tokenizer, dpo_args(cfg, Path(out_dir), seed),
                         load_pairs(train_path), logger, [PreferenceMonitor(logger), *(callbacks or [])],
                         ref_model=ref_model)

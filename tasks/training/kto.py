@@ -18,7 +18,7 @@ from tasks.model import ModelRef
 from tasks.training.callbacks import PreferenceMonitor
 from tasks.training.common import (TrainResult, load_for_training, load_reference, make_trainer, run_trainer,
                                    training_args)
-from tasks.training.config import FULL_WEIGHT, TrainConfig
+from tasks.training.config import TrainConfig
 from tasks.training.preference_data import load_feedback
 
 
@@ -32,9 +32,7 @@ def kto_args(cfg: TrainConfig, out_dir: Path, seed: int = 0) -> TRLKTOConfig:
 def train_kto(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path: Path, out_dir: Path, *,
               logger=None, seed: int = 0, callbacks: list | None = None) -> TrainResult:
     policy, tokenizer = load_for_training(cfg, model, tokenizer_dir, seed)
-    ref = None
-    if cfg.method in FULL_WEIGHT and not cfg.dpo.precompute_ref_log_probs:
-        ref = load_reference(model, tokenizer, tokenizer_dir)
+    ref = load_reference(cfg, model, tokenizer, tokenizer_dir)
     trainer = make_trainer(TRLKTOTrainer, cfg, policy, tokenizer, kto_args(cfg, Path(out_dir), seed),
                            load_feedback(train_path), logger, [PreferenceMonitor(logger), *(callbacks or [])],
                            ref_model=ref)
