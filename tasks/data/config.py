@@ -1,13 +1,14 @@
 """Typed schema of the `data:` section: one place for every default of the data-preparation stage."""
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tasks.schema import Section
 
 Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "hh_rlhf", "kto"]
 PiiType = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "CREDENTIAL", "URL_CREDENTIALS", "PERSON"]
 PiiAction = Literal["redact", "drop", "keep"]
+PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "JP", "BR", "CA", "AU", "ES", "IT", "NL", "IL")
 
 
 class SourceConfig(Section):
@@ -44,8 +45,20 @@ class PiiConfig(Section):
     enabled: bool = True
     default_action: PiiAction = "redact"
     actions: dict[PiiType, PiiAction] = Field(default_factory=dict)  # per-type override of default_action
-    names: Literal["auto", "off", "required"] = "auto"  # PERSON via spaCy NER: auto = only if the model is installed
-    spacy_model: str = "en_core_web_sm"
+    # phonenumbers regions whose national formats are recognised (international +CC numbers always are)
+    phone_regions: list[str] = Field(default_factory=lambda: list(PHONE_REGIONS), min_length=1)
+    names: Literal["auto", "off", "required"] = "auto"  # PERSON via presidio + spaCy NER: auto = only if a model is installed
+    spacy_model: str = "en_core_web_sm"  # an installed spaCy package name or a model folder
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers
+
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone region(s) {unknown}: use ISO 3166 alpha-2 codes such as US, GB, IN")
+        return regions
 
     def action(self, pii_type: str) -> PiiAction:
         return self.actions.get(pii_type, self.default_action)  # type: ignore[arg-type]
