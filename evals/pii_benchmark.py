@@ -269,16 +269,17 @@ def generate_cases(seed: int = 0, per_type: int = 30, negatives: int = 90, mixed
     return cases
 
 
-def score(cases: list[dict[str, Any]], find) -> dict[str, Any]:
-    """Entity-level precision/recall/F1 per type and micro-averaged; `find(text)` returns spans with type/start/end."""
-    tp_gold = {t: 0 for t in TYPES}
-    n_gold = {t: 0 for t in TYPES}
-    tp_pred = {t: 0 for t in TYPES}
-    n_pred = {t: 0 for t in TYPES}
+def score(cases: list[dict[str, Any]], find, types: list[str] = TYPES) -> dict[str, Any]:
+    """Entity-level precision/recall/F1 per type and micro-averaged over `types` (others are ignored on both
+    sides); `find(text)` returns spans with type/start/end."""
+    tp_gold = {t: 0 for t in types}
+    n_gold = {t: 0 for t in types}
+    tp_pred = {t: 0 for t in types}
+    n_pred = {t: 0 for t in types}
     errors = []
     for case in cases:
         preds = [(s.type, s.start, s.end) for s in find(case["text"]) if s.type in n_pred]
-        gold = [(e["type"], e["start"], e["end"]) for e in case["entities"]]
+        gold = [(e["type"], e["start"], e["end"]) for e in case["entities"] if e["type"] in n_gold]
         overlap = lambda a, b: a[0] == b[0] and a[1] < b[2] and b[1] < a[2]  # noqa: E731
         for g in gold:
             n_gold[g[0]] += 1
@@ -299,7 +300,7 @@ def score(cases: list[dict[str, Any]], find) -> dict[str, Any]:
         return {"precision": round(p, 3), "recall": round(r, 3), "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
                 "gold": ngold, "predicted": npred}  # fmt: skip
 
-    per_type = {t: prf(tp_pred[t], n_pred[t], tp_gold[t], n_gold[t]) for t in TYPES}
+    per_type = {t: prf(tp_pred[t], n_pred[t], tp_gold[t], n_gold[t]) for t in types}
     overall = prf(sum(tp_pred.values()), sum(n_pred.values()), sum(tp_gold.values()), sum(n_gold.values()))
     return {"cases": len(cases), "overall": overall, "per_type": per_type, "errors": errors}
 
@@ -307,7 +308,8 @@ def score(cases: list[dict[str, Any]], find) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="regenerate the labelled set and exit")
-    parser.add_argument("--cases", type=Path, default=CASES_PATH)
+    parser.add_argument("--cases", type=Path, default=CASES_PATH,
+                        help=f"labelled set: this project's ({CASES_PATH.name}) or the independent Faker set (pii_faker_cases.jsonl)")
     parser.add_argument("--show-errors", type=int, default=0, help="print this many misses / false positives")
     args = parser.parse_args()
     if args.write:
@@ -320,7 +322,13 @@ def main() -> None:
     from tasks.data.pii import PiiScanner
 
     cases = [json.loads(line) for line in args.cases.read_text(encoding="utf-8").split("\n") if line.strip()]
-    result = score(cases, PiiScanner(PiiConfig(names="off")).find)
+    scanner = PiiScanner(PiiConfig())
+    labelled = {e["type"] for c in cases for e in c["entities"]}
+    names_checked = scanner.notes[0].startswith("names checked") if scanner.notes else False
+    types = [t for t in [*TYPES, "PERSON"] if t in labelled and (t != "PERSON" or names_checked)]
+    result = {"set": str(args.cases), **score(cases, scanner.find, types), "notes": scanner.notes}
+    if "PERSON" in labelled and not names_checked:
+        result["not_checked"] = {"PERSON": sum(e["type"] == "PERSON" for c in cases for e in c["entities"])}
     result["errors"] = result["errors"][: args.show_errors]
     print(json.dumps(result, indent=2))
 

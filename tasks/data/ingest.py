@@ -1,7 +1,6 @@
-"""Read one source and normalise its rows; malformed rows raise (naming file and line) or are quarantined."""
+"""Read one source and normalise its rows, streamed; malformed rows raise (naming file and line) or are quarantined."""
+from collections.abc import Iterator
 from typing import Any
-
-from tqdm import tqdm
 
 from tasks.data.config import SourceConfig
 from tasks.data.errors import DataError
@@ -10,33 +9,40 @@ from tasks.data.ledger import Ledger
 from tasks.data.read import iter_records
 
 
-def ingest(src: SourceConfig, on_bad_row: str, ledger: Ledger) -> tuple[list[dict[str, Any]], str]:
-    """(normalised rows, format) of one source; the format is detected from its first readable row if "auto"."""
-    fmt = None if src.format == "auto" else src.format
-    rows: list[dict[str, Any]] = []
-    n_in = 0
-    for rec in tqdm(iter_records(src), desc=f"read {src.name}", unit="row", disable=None, leave=False):
-        ledger.rows_in += 1
-        n_in += 1
-        try:
-            if rec.data is None:
-                raise RowError(rec.error)
-            if fmt is None:
-                fmt = detect(rec.data)
-            rows.append(normalise(rec.data, fmt, rec.id, src.name))
-        except RowError as e:
-            msg = f"{rec.where}: {e}"
-            if rec.data is not None and fmt is not None:
-                msg += _format_hint(rec.data, fmt, src)
-            if on_bad_row == "error":
-                raise DataError(f"{msg} (source {src.name!r}; set on_bad_row: skip to quarantine bad rows)") from e
-            ledger.drop(rec.id, src.name, "bad_row", msg)
-    if n_in == 0:
-        raise DataError(f"source {src.name!r}: {src.path} holds no rows")
-    return rows, fmt or (src.format if src.format != "auto" else "messages")
+class SourceRows:
+    """The normalised rows of one source, one at a time; `format` is known once the first readable row is seen."""
+
+    def __init__(self, src: SourceConfig, on_bad_row: str, ledger: Ledger) -> None:
+        self.src, self.on_bad_row, self.ledger = src, on_bad_row, ledger
+        self.detected: str | None = None if src.format == "auto" else src.format
+
+    @property
+    def format(self) -> str:
+        return self.detected or (self.src.format if self.src.format != "auto" else "messages")
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        src, n_in = self.src, 0
+        for rec in iter_records(src):
+            self.ledger.rows_in += 1
+            n_in += 1
+            try:
+                if rec.data is None:
+                    raise RowError(rec.error)
+                if self.detected is None:
+                    self.detected = detect(rec.data)
+                yield normalise(rec.data, self.detected, rec.id, src.name)
+            except RowError as e:
+                msg = f"{rec.where}: {e}"
+                if rec.data is not None and self.detected is not None:
+                    msg += _format_hint(rec.data, self.detected)
+                if self.on_bad_row == "error":
+                    raise DataError(f"{msg} (source {src.name!r}; set on_bad_row: skip to quarantine bad rows)") from e
+                self.ledger.drop(rec.id, src.name, "bad_row", msg)
+        if n_in == 0:
+            raise DataError(f"source {src.name!r}: {src.path} holds no rows")
 
 
-def _format_hint(data: dict[str, Any], fmt: str, src: SourceConfig) -> str:
+def _format_hint(data: dict[str, Any], fmt: str) -> str:
     """Point out a file that is not in its declared format."""
     try:
         seen = detect(data)

@@ -2,7 +2,7 @@
 import hashlib
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, TextIO
 
 
 def sha256_json(obj: Any) -> str:
@@ -10,7 +10,7 @@ def sha256_json(obj: Any) -> str:
 
 
 class Ledger:
-    """Counts rows in and drops per reason; `quarantine` holds one entry per dropped row."""
+    """Counts rows in and drops per reason; `quarantine` holds one entry per dropped row until `flush`."""
 
     def __init__(self) -> None:
         self.rows_in = 0
@@ -25,6 +25,12 @@ class Ledger:
         if row is not None:
             entry["sha256" if hide else "row"] = sha256_json(row) if hide else row
         self.quarantine.append(entry)
+
+    def flush(self, fh: TextIO) -> None:
+        """Write the pending quarantine entries as JSON lines and forget them (memory stays per batch)."""
+        for entry in self.quarantine:
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.quarantine.clear()
 
     def counts(self, rows_kept: int, **extra: int) -> dict[str, int]:
         """rows_in, rows_kept, dropped_<reason>, plus `extra`; asserts that the books balance."""

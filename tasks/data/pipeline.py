@@ -1,8 +1,8 @@
 """`prepare()`: the data stage from configured sources to train/validation JSONL, quarantine and report.
 
-Order: license gate (before anything is read) -> read + normalise -> per row: PII, exact dedup,
-decontamination, near dedup -> token-length bounds -> source weights -> seeded split ->
-great-expectations validation -> write everything to a temp folder and move it into `out_dir`.
+Order: license gate (before anything is read) -> per batch of rows, streamed: read + normalise,
+PII, exact dedup, decontamination, near dedup, token-length bounds, source weights -> seeded split
+-> great-expectations validation -> everything written to a temp folder and moved into `out_dir`.
 """
 import hashlib
 import json
@@ -11,18 +11,20 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from tasks.data.config import DataConfig
 from tasks.data.errors import DataError, LicenseBlocked, ValidationFailed
-from tasks.data.filter import filter_rows
-from tasks.data.ingest import ingest, kind_of
+from tasks.data.filter import RowFilter
+from tasks.data.ingest import SourceRows, kind_of
 from tasks.data.ledger import Ledger
 from tasks.data.license import check_licenses
+from tasks.data.pii_recognizers import spacy_model_missing
 from tasks.data.text import token_counts
-from tasks.data.validate import validate_rows
+from tasks.data.validate import ValidationFrame, validate_rows
 
 __all__ = ["DataError", "LicenseBlocked", "PreparedData", "ValidationFailed", "prepare"]
 
@@ -41,112 +43,179 @@ class PreparedData(BaseModel):
     kind: Literal["sft", "preference", "kto", "text"]
 
 
+BATCH = 8192  # rows per batch through the filters: big enough for numpy, small enough to stay in cache
+
+
 def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None,
             check_kind: Callable[[str], None] | None = None) -> PreparedData:
     """Run the whole data stage; on any error nothing is written to `out_dir`.
 
-    `check_kind` sees the data's kind as soon as the sources are read (the recipe raises there on a mismatch).
+    Rows stream from the sources through the filters into a temporary kept-rows file, a batch at a
+    time; only per-row keys, sketches and scalar columns stay in memory, never the rows. `check_kind`
+    sees the data's kind as soon as the first row is read (the recipe raises there on a mismatch).
     """
     out_dir = Path(out_dir)
     clock = _Clock()
     decisions = check_licenses(cfg.sources, cfg.license)
-    ledger = Ledger()
-    rows, formats = [], {}
-    for src in cfg.sources:
-        src_rows, formats[src.name] = ingest(src, cfg.on_bad_row, ledger)
-        rows += src_rows
-    kind = kind_of(formats)
-    if check_kind is not None:
-        check_kind(kind)
-    clock.lap("read")
-    kept, stages = filter_rows(rows, cfg, ledger)
-    clock.lap("filter")
-    kept, lengths = _length_bounds(kept, cfg, ledger, tokenizer)
-    kept, lengths = _subsample(kept, lengths, cfg, ledger)
-    if not kept:
-        raise DataError(f"no rows left after preparation: {dict(ledger.dropped)} dropped of {ledger.rows_in}")
-    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in kept]  # encoded once: digest + files
-    digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
-    train, validation = _split(list(range(len(kept))), cfg)
-    train_lines, upsampled = _upsample(train, kept, lines, cfg)
-    counts = ledger.counts(len(kept), rows_train=len(train_lines), rows_validation=len(validation), rows_upsampled=upsampled)
-
+    if cfg.pii.enabled and cfg.pii.names == "required" and (missing := spacy_model_missing(cfg.pii.spacy_model)):
+        raise DataError(f"pii.names=required but {missing}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        clock.lap("split")
-        validation_summary, docs = validate_rows(kept, lengths, kind, cfg.validation, tmp, unique_text=cfg.dedup.enabled)
-        clock.lap("validate")
-        _write_lines(tmp / "train.jsonl", train_lines)
-        _write_lines(tmp / "validation.jsonl", [lines[i] for i in validation])
-        _write_lines(tmp / "quarantine.jsonl", [json.dumps(q, ensure_ascii=False) for q in ledger.quarantine])
-        report = {"kind": kind, "digest": digest, "counts": counts, "formats": formats, "licenses": decisions,
-                  **stages, "validation": validation_summary, "timings_s": clock.laps,
-                  "config": cfg.model_dump(mode="json")}  # fmt: skip
+        prepared = _prepare_into(tmp, cfg, tokenizer, check_kind, clock)
+        report = json.loads((tmp / "report.json").read_text(encoding="utf-8"))
+        report["licenses"] = decisions
         (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         _move_into(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    docs = prepared.pop("docs")
     return PreparedData(
         train_path=out_dir / "train.jsonl", validation_path=out_dir / "validation.jsonl",
         quarantine_path=out_dir / "quarantine.jsonl", report_path=out_dir / "report.json",
-        data_docs_path=out_dir / docs.relative_to(tmp) if docs else None, counts=counts, digest=digest,
-        licenses={d["source"]: d["license"] for d in decisions}, kind=kind,
+        data_docs_path=out_dir / docs.relative_to(tmp) if docs else None,
+        licenses={d["source"]: d["license"] for d in decisions}, **prepared,
     )  # fmt: skip
 
 
-def _length_bounds(rows: list[dict[str, Any]], cfg: DataConfig, ledger: Ledger, tokenizer: Any) -> tuple[list, list]:
-    """Drop rows outside [min_tokens, max_tokens] (tokenizer tokens, else whitespace words)."""
-    lo, hi = cfg.validation.min_tokens, cfg.validation.max_tokens
-    kept, lengths = [], []
-    for row, n in zip(rows, token_counts(rows, tokenizer)):
-        if lo <= n <= hi:
-            kept.append(row)
-            lengths.append(n)
-        else:
-            ledger.drop(row["id"], row["source"], "length", f"{n} tokens outside [{lo}, {hi}]", row)
-    return kept, lengths
+def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callable[[str], None] | None,
+                  clock: "_Clock") -> dict[str, Any]:  # fmt: skip
+    """Everything but the license gate, written into `tmp`; returns counts, digest, kind and the docs path."""
+    ledger = Ledger()
+    filters = RowFilter(cfg, ledger)
+    kept = _KeptRows(tmp / "kept.jsonl")
+    admit = _Admission(cfg, ledger, tokenizer, kept)
+    formats: dict[str, str] = {}
+    with (tmp / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
+        for src in cfg.sources:
+            rows = SourceRows(src, cfg.on_bad_row, ledger)
+            for batch in _batches(rows):
+                if src.name not in formats:
+                    formats[src.name] = rows.format
+                    kind = kind_of(formats)
+                    if check_kind is not None and len(formats) == 1:
+                        check_kind(kind)
+                    kept.start(kind)
+                survivors, keys = filters.run(batch)
+                admit(survivors, keys)
+                ledger.flush(quarantine)
+            formats.setdefault(src.name, rows.format)
+        ledger.flush(quarantine)
+    kind = kind_of(formats)
+    kept.close()
+    clock.lap("read_filter")
+    if not kept.n:
+        raise DataError(f"no rows left after preparation: {dict(ledger.dropped)} dropped of {ledger.rows_in}")
+    train, validation = _split(kept.n, cfg)
+    train_rows, upsampled = _write_split(kept, train, validation, cfg, tmp)
+    counts = ledger.counts(kept.n, rows_train=train_rows, rows_validation=len(validation), rows_upsampled=upsampled)
+    clock.lap("split")
+    validation_summary, docs = validate_rows(kept.frame, cfg.validation, tmp, unique_text=cfg.dedup.enabled)
+    clock.lap("validate")
+    report = {"kind": kind, "digest": kept.digest.hexdigest(), "counts": counts, "formats": formats,
+              **filters.report(), "validation": validation_summary, "timings_s": clock.laps,
+              "config": cfg.model_dump(mode="json")}  # fmt: skip
+    (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    return {"counts": counts, "digest": report["digest"], "kind": kind, "docs": docs}
 
 
-def _subsample(rows: list[dict[str, Any]], lengths: list[int], cfg: DataConfig, ledger: Ledger) -> tuple[list, list]:
-    """Sources with weight < 1 keep a seeded fraction of their rows; the rest are dropped as `mix_weight`."""
-    weights = {s.name: s.weight for s in cfg.sources}
-    rng = random.Random(cfg.seed)
-    kept, kept_len = [], []
-    for row, n in zip(rows, lengths):
-        w = weights[row["source"]]
-        if w < 1.0 and rng.random() >= w:
-            ledger.drop(row["id"], row["source"], "mix_weight", f"source weight {w}", row)
-        else:
-            kept.append(row)
-            kept_len.append(n)
-    return kept, kept_len
+def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
-def _split(idx: list[int], cfg: DataConfig) -> tuple[list[int], list[int]]:
+class _KeptRows:
+    """Kept rows as JSON lines in a temporary file, their digest, and the validation frame's scalar columns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.n = path, 0
+        self.digest = hashlib.sha256()  # of the lines joined by "\n": the data's identity for caching
+        self.frame: ValidationFrame | None = None
+        self._fh = path.open("w", encoding="utf-8")
+
+    def start(self, kind: str) -> None:
+        if self.frame is None:
+            self.frame = ValidationFrame(kind)
+
+    def add(self, row: dict[str, Any], n_tokens: int, dedup_key: str) -> None:
+        line = json.dumps(row, ensure_ascii=False, sort_keys=True)
+        self.digest.update(("\n" + line if self.n else line).encode("utf-8"))
+        self._fh.write(line + "\n")
+        self.frame.add(row, n_tokens, dedup_key)
+        self.n += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def lines(self) -> Iterator[str]:
+        with self.path.open(encoding="utf-8") as fh:
+            for line in fh:
+                yield line.rstrip("\n")
+
+
+class _Admission:
+    """The last two gates before a row is kept: token-length bounds (tokenizer tokens, else whitespace
+    words), then source weights < 1 keeping a seeded fraction (one random stream across batches)."""
+
+    def __init__(self, cfg: DataConfig, ledger: Ledger, tokenizer: Any, kept: _KeptRows) -> None:
+        self.lo, self.hi = cfg.validation.min_tokens, cfg.validation.max_tokens
+        self.weights = {s.name: s.weight for s in cfg.sources}
+        self.rng = random.Random(cfg.seed)
+        self.ledger, self.tokenizer, self.kept = ledger, tokenizer, kept
+
+    def __call__(self, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        lo, hi = self.lo, self.hi
+        for row, key, n in zip(rows, keys, token_counts(rows, self.tokenizer)):
+            w = self.weights[row["source"]]
+            if not lo <= n <= hi:
+                self.ledger.drop(row["id"], row["source"], "length", f"{n} tokens outside [{lo}, {hi}]", row)
+            elif w < 1.0 and self.rng.random() >= w:
+                self.ledger.drop(row["id"], row["source"], "mix_weight", f"source weight {w}", row)
+            else:
+                self.kept.add(row, n, key)
+
+
+def _split(n: int, cfg: DataConfig) -> tuple[range, set[int]]:
     """Seeded split of row indices; validation gets round(n * fraction) (at least one when fraction > 0 and n > 1)."""
-    n_val = round(len(idx) * cfg.validation_fraction)
-    if cfg.validation_fraction > 0 and len(idx) > 1:
-        n_val = max(1, min(n_val, len(idx) - 1))
-    picked = set(random.Random(cfg.seed).sample(idx, n_val))
-    return [i for i in idx if i not in picked], sorted(picked)
+    n_val = round(n * cfg.validation_fraction)
+    if cfg.validation_fraction > 0 and n > 1:
+        n_val = max(1, min(n_val, n - 1))
+    return range(n), set(random.Random(cfg.seed).sample(range(n), n_val))
 
 
-def _upsample(train: list[int], rows: list[dict[str, Any]], lines: list[str], cfg: DataConfig) -> tuple[list[str], int]:
-    """Training lines; sources with weight > 1 repeat their rows (ids get a `#rN` suffix). Validation is never repeated."""
+def _write_split(kept: _KeptRows, rows: range, validation: set[int], cfg: DataConfig, out: Path) -> tuple[int, int]:
+    """Stream the kept rows into train.jsonl and validation.jsonl; (train lines, upsampled copies).
+
+    Sources with weight > 1 repeat their training rows (ids get a `#rN` suffix); validation is never repeated.
+    """
     weights = {s.name: s.weight for s in cfg.sources}
+    sources = kept.frame.columns["source"]
     rng = random.Random(cfg.seed + 1)
-    out, extra = [], 0
-    for i in train:
-        out.append(lines[i])
-        w = weights[rows[i]["source"]]
-        if w <= 1.0:
-            continue
-        copies = int(w) - 1 + (rng.random() < w - int(w))
-        for k in range(1, copies + 1):
-            out.append(json.dumps(rows[i] | {"id": f"{rows[i]['id']}#r{k}"}, ensure_ascii=False, sort_keys=True))
-        extra += copies
-    return out, extra
+    n_train = extra = 0
+    with (out / "train.jsonl").open("w", encoding="utf-8") as train, (out / "validation.jsonl").open("w", encoding="utf-8") as val:
+        for i, line in zip(rows, kept.lines()):
+            if i in validation:
+                val.write(line + "\n")
+                continue
+            train.write(line + "\n")
+            n_train += 1
+            w = weights[sources[i]]
+            if w <= 1.0:
+                continue
+            copies = int(w) - 1 + (rng.random() < w - int(w))
+            row = json.loads(line)
+            for k in range(1, copies + 1):
+                train.write(json.dumps(row | {"id": f"{row['id']}#r{k}"}, ensure_ascii=False, sort_keys=True) + "\n")
+            n_train += copies
+            extra += copies
+    kept.path.unlink()
+    return n_train, extra
 
 
 class _Clock:
@@ -160,12 +229,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self._t, 3)
         self._t = now
-
-
-def _write_lines(path: Path, lines: list[str]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for line in lines:
-            fh.write(line + "\n")
 
 
 def _move_into(tmp: Path, out_dir: Path) -> None:

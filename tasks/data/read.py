@@ -3,6 +3,7 @@
 Readers yield `Record`s lazily so a malformed line is reported with its file and line number,
 and `on_bad_row="skip"` can turn it into a quarantine entry instead of an exception.
 """
+import contextlib
 import csv
 import gzip
 import io
@@ -89,25 +90,44 @@ def _iter_file(path: Path, prefix: str) -> Iterator[Record]:
 
 
 def _iter_jsonl(path: Path, prefix: str) -> Iterator[Record]:
-    raw = _open_bytes(path)
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        rid, where = f"{prefix}:{lineno}", f"{path}:{lineno}"
-        try:
-            obj = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            yield Record(rid, where, None, f"not valid UTF-8 ({e.reason} at byte {e.start})")
-            continue
-        except json.JSONDecodeError as e:
-            yield Record(rid, where, None, f"malformed JSON ({e.msg}, column {e.colno})")
-            continue
-        if not isinstance(obj, dict):
-            yield Record(rid, where, None, f"expected a JSON object, got {type(obj).__name__}")
-            continue
-        yield Record(rid, where, obj)
+    """Line by line from disk (gzip too), so a file of any size costs one line of memory."""
+    seen = False
+    with _open_lines(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if not line.strip():
+                continue
+            seen = True
+            rid, where = f"{prefix}:{lineno}", f"{path}:{lineno}"
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield Record(rid, where, None, f"not valid UTF-8 ({e.reason} at byte {e.start})")
+                continue
+            except json.JSONDecodeError as e:
+                yield Record(rid, where, None, f"malformed JSON ({e.msg}, column {e.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield Record(rid, where, None, f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield Record(rid, where, obj)
+    if not seen:
+        raise DataError(f"{path}: empty file")
+
+
+@contextlib.contextmanager
+def _open_lines(path: Path) -> Iterator[Iterator[bytes]]:
+    """The file's lines as bytes; a corrupt gzip stream is a DataError naming the file, wherever it breaks."""
+    fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    try:
+        yield fh
+    except (OSError, EOFError) as e:
+        if path.suffix == ".gz":
+            raise DataError(f"{path}: not a valid gzip file ({e})") from e
+        raise
+    finally:
+        fh.close()
 
 
 def _iter_json(path: Path, prefix: str) -> Iterator[Record]:

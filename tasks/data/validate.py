@@ -1,17 +1,18 @@
 """Validate the kept rows with a great-expectations 1.x suite, run as a Checkpoint that also builds data docs.
 
-Nested rows are flattened into one pandas frame of scalar columns (roles as a comma string,
-shortest field length, token count, dedup key) so every check is a stock vectorised expectation.
+Nested rows are flattened, as they stream past, into one pandas frame of scalar columns (roles as a
+comma string, shortest field length, token count, dedup key, reply lengths) so every check is a stock
+vectorised expectation.
 The context is ephemeral (in-memory stores) with one filesystem data-docs site under the run folder.
 """
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from tasks.data.config import ValidationConfig
-from tasks.data.dedup import exact_key
 from tasks.data.errors import ValidationFailed
-from tasks.data.text import canonical, fields
+from tasks.data.text import fields
 
 ROLE_PATTERNS = {
     "sft": r"^(?:system,)?(?:user,assistant,)*user,assistant$",
@@ -19,25 +20,43 @@ ROLE_PATTERNS = {
     "preference": r"^(?:system,)?(?:user,assistant,)*user$",
     "text": r"^$",
 }
-EXTRA_COLUMNS = {"sft": [], "kto": ["label"], "preference": ["chosen", "rejected"], "text": ["text"]}
+EXTRA_COLUMNS = {"sft": [], "kto": ["label"], "preference": ["chosen_chars", "rejected_chars"], "text": ["text_chars"]}
 
 
-def frame(rows: list[dict[str, Any]], lengths: list[int], kind: str):
-    """One scalar-column row per data row: what the expectations look at."""
-    import pandas as pd
+class ValidationFrame:
+    """One scalar-column row per kept data row, filled as rows stream past: what the expectations look at.
 
-    data: dict[str, list] = {"id": [], "source": [], "roles": [], "min_field_chars": [], "n_tokens": lengths, "dedup_key": []}
-    for key in EXTRA_COLUMNS[kind]:
-        data[key] = []
-    for r in rows:
-        data["id"].append(r["id"])
-        data["source"].append(r["source"])
-        data["roles"].append(",".join(m["role"] for m in r["messages"]))
-        data["min_field_chars"].append(min(len(t.strip()) for _, _, t in fields(r)))
-        data["dedup_key"].append(exact_key(canonical(r)))
+    Only scalars are held (lengths, not texts; interned role strings), so a million rows cost
+    tens of megabytes, not the rows themselves.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.columns: dict[str, list] = {c: [] for c in ("id", "source", "roles", "min_field_chars", "n_tokens", "dedup_key")}
         for key in EXTRA_COLUMNS[kind]:
-            data[key].append(r.get(key))
-    return pd.DataFrame(data)
+            self.columns[key] = []
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+    def add(self, row: dict[str, Any], n_tokens: int, dedup_key: str) -> None:
+        c = self.columns
+        c["id"].append(row["id"])
+        c["source"].append(sys.intern(row["source"]))
+        c["roles"].append(sys.intern(",".join(m["role"] for m in row["messages"])))
+        c["min_field_chars"].append(min(len(t.strip()) for _, _, t in fields(row)))
+        c["n_tokens"].append(n_tokens)
+        c["dedup_key"].append(dedup_key)
+        if self.kind == "kto":
+            c["label"].append(row.get("label"))
+        for key in ("chosen", "rejected", "text"):
+            if f"{key}_chars" in c:
+                c[f"{key}_chars"].append(len(row[key].strip()) if isinstance(row.get(key), str) else None)
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.columns)
 
 
 def suite_expectations(kind: str, sources: list[str], cfg: ValidationConfig, unique_text: bool = True) -> list:
@@ -57,8 +76,7 @@ def suite_expectations(kind: str, sources: list[str], cfg: ValidationConfig, uni
     ]  # fmt: skip
     if unique_text:  # only promised when exact dedup ran
         exps.append(gxe.ExpectColumnValuesToBeUnique(column="dedup_key"))
-    if kind == "preference":
-        exps += [gxe.ExpectColumnValuesToNotBeNull(column="chosen"), gxe.ExpectColumnValuesToNotBeNull(column="rejected")]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in EXTRA_COLUMNS[kind] if c.endswith("_chars")]  # reply there
     if kind == "kto":
         exps.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[True, False]))
     return exps
@@ -86,8 +104,8 @@ def _context(docs_dir: Path | None):
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def validate_rows(rows: list[dict[str, Any]], lengths: list[int], kind: str, cfg: ValidationConfig,
-                  out_dir: Path, unique_text: bool = True) -> tuple[dict[str, Any], Path | None]:  # fmt: skip
+def validate_rows(rows: ValidationFrame, cfg: ValidationConfig, out_dir: Path,
+                  unique_text: bool = True) -> tuple[dict[str, Any], Path | None]:  # fmt: skip
     """Run the suite; returns (summary for the report, data docs index.html or None). Raises ValidationFailed."""
     if not cfg.enabled:
         return {"enabled": False}, None
@@ -99,13 +117,14 @@ def validate_rows(rows: list[dict[str, Any]], lengths: list[int], kind: str, cfg
     context = _context(docs_dir)
     asset = context.data_sources.add_pandas("prepared").add_dataframe_asset("rows")
     batch_def = asset.add_batch_definition_whole_dataframe("all")
+    kind = rows.kind
     suite = context.suites.add(gx.ExpectationSuite(name=f"tuneforge_{kind}"))
-    for exp in suite_expectations(kind, sorted({r["source"] for r in rows}), cfg, unique_text):
+    for exp in suite_expectations(kind, sorted(set(rows.columns["source"])), cfg, unique_text):
         suite.add_expectation(exp)
     vd = context.validation_definitions.add(gx.ValidationDefinition(name="prepared_rows", data=batch_def, suite=suite))
     actions = [UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
     checkpoint = context.checkpoints.add(gx.Checkpoint(name="prepare_data", validation_definitions=[vd], actions=actions))
-    result = checkpoint.run(batch_parameters={"dataframe": frame(rows, lengths, kind)})
+    result = checkpoint.run(batch_parameters={"dataframe": rows.to_pandas()})
 
     outcomes = []
     for run in result.run_results.values():

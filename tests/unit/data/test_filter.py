@@ -2,7 +2,7 @@ import csv
 import shutil
 
 from tasks.data.config import DataConfig
-from tasks.data.filter import filter_rows
+from tasks.data.filter import RowFilter
 from tasks.data.ledger import Ledger
 
 STORY = ("once upon a time a small robot learned to paint the sunrise over the quiet harbour every single "
@@ -29,11 +29,15 @@ def test_each_filter_drops_its_rows_in_order_and_reports(tmp_path, shared_data):
                      decontamination={"benchmarks_dir": str(tmp_path), "benchmarks": ["mmlu"]})  # fmt: skip
     ledger = Ledger()
     ledger.rows_in = len(rows)
-    kept, report = filter_rows(rows, cfg, ledger)
+    filters = RowFilter(cfg, ledger)
+    kept = filters.run(rows[:3])[0] + filters.run(rows[3:])[0]  # two batches: state carries over
+    report = filters.report()
     assert [r["id"] for r in kept] == ["s:1", "s:6"]
     assert ledger.dropped == {"pii": 1, "exact_duplicate": 1, "near_duplicate": 1, "contaminated": 1}
     assert ledger.counts(len(kept))["rows_in"] == 6
-    assert report["near_duplicates"]["clusters"] == [{"kept": "s:1", "removed": [{"id": "s:3", "jaccard": report["near_duplicates"]["clusters"][0]["removed"][0]["jaccard"]}]}]
+    ((cluster),) = report["near_duplicates"]["clusters"]
+    assert cluster["kept"] == "s:1" and [m["id"] for m in cluster["removed"]] == ["s:3"]
+    assert 0.5 <= cluster["removed"][0]["jaccard"] < 1 and 0 < cluster["removed"][0]["estimated"] <= 1
     (hit,) = report["decontamination"]["dropped"]
     assert hit["id"] == "s:4" and hit["benchmark"].startswith("mmlu/dev/astronomy_dev.csv:") and len(hit["ngram"].split()) == 13
     assert report["pii"]["found"] == {"US_SSN": 1}

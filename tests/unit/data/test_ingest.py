@@ -2,15 +2,16 @@ import pytest
 
 from tasks.data.config import SourceConfig
 from tasks.data.errors import DataError
-from tasks.data.ingest import ingest, kind_of
+from tasks.data.ingest import SourceRows, kind_of
 from tasks.data.ledger import Ledger
 from tests.unit.data.conftest import chat
 
 
 def _ingest(path, on_bad_row="error", **kw):
     ledger = Ledger()
-    rows, fmt = ingest(SourceConfig(name="s", path=str(path), **kw), on_bad_row, ledger)
-    return rows, fmt, ledger
+    source = SourceRows(SourceConfig(name="s", path=str(path), **kw), on_bad_row, ledger)
+    rows = list(source)
+    return rows, source.format, ledger
 
 
 @pytest.mark.parametrize("lines, where, message", [

@@ -1,8 +1,10 @@
 import pytest
 
 from tasks.data.config import ValidationConfig
+from tasks.data.dedup import exact_key
 from tasks.data.errors import ValidationFailed
-from tasks.data.validate import frame, validate_rows
+from tasks.data.text import canonical
+from tasks.data.validate import ValidationFrame, validate_rows
 
 
 def _rows(n=5):
@@ -11,9 +13,16 @@ def _rows(n=5):
             for i in range(n)]  # fmt: skip
 
 
+def frame(rows, lengths, kind):
+    out = ValidationFrame(kind)
+    for r, n in zip(rows, lengths):
+        out.add(r, n, exact_key(canonical(r)))
+    return out
+
+
 def test_good_rows_pass_and_data_docs_are_built(tmp_path):
     rows = _rows()
-    summary, docs = validate_rows(rows, [6] * len(rows), "sft", ValidationConfig(), tmp_path)
+    summary, docs = validate_rows(frame(rows, [6] * len(rows), "sft"), ValidationConfig(), tmp_path)
     assert summary["success"] is True and all(e["success"] for e in summary["expectations"])
     assert {e["expectation"] for e in summary["expectations"]} >= {
         "expect_column_values_to_match_regex", "expect_column_values_to_be_unique", "expect_column_values_to_be_between"}
@@ -22,7 +31,7 @@ def test_good_rows_pass_and_data_docs_are_built(tmp_path):
 
 
 def test_frame_flattens_rows_to_scalar_columns():
-    df = frame(_rows(2), [6, 6], "sft")
+    df = frame(_rows(2), [6, 6], "sft").to_pandas()
     assert df["roles"].tolist() == ["system,user,assistant"] * 2 and df["min_field_chars"].tolist() == [7, 7]
 
 
@@ -33,7 +42,7 @@ def test_every_broken_rule_is_named_in_the_error(tmp_path):
     lens[3] = 10_000  # too long
     rows[4]["messages"][1:] = rows[3]["messages"][1:]  # duplicate text
     with pytest.raises(ValidationFailed) as err:
-        validate_rows(rows, lens, "sft", ValidationConfig(max_tokens=100, data_docs=False), tmp_path)
+        validate_rows(frame(rows, lens, "sft"), ValidationConfig(max_tokens=100, data_docs=False), tmp_path)
     msg = str(err.value)
     for expected in ("expect_column_values_to_be_unique(id): 2 unexpected", "expect_column_values_to_match_regex(roles): 1",
                      "expect_column_values_to_be_between(n_tokens): 1", "expect_column_values_to_be_unique(dedup_key): 2"):
@@ -43,8 +52,8 @@ def test_every_broken_rule_is_named_in_the_error(tmp_path):
 
 def test_preference_rows_need_a_prompt_ending_with_the_user(tmp_path):
     rows = [{"id": "p:1", "source": "p", "messages": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}]
-    summary, docs = validate_rows(rows, [3], "preference", ValidationConfig(data_docs=False), tmp_path)
+    summary, docs = validate_rows(frame(rows, [3], "preference"), ValidationConfig(data_docs=False), tmp_path)
     assert summary["success"] and docs is None
     rows[0]["messages"].append({"role": "assistant", "content": "oops"})
     with pytest.raises(ValidationFailed, match="roles"):
-        validate_rows(rows, [3], "preference", ValidationConfig(data_docs=False), tmp_path)
+        validate_rows(frame(rows, [3], "preference"), ValidationConfig(data_docs=False), tmp_path)
