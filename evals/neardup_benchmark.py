@@ -3,21 +3,31 @@
     python -m evals.neardup_benchmark                      # near-dedup at the config defaults: recall table + JSON
     python -m evals.neardup_benchmark --threshold 0.6 --shingle-size 3 --plot recall.png
     python -m evals.neardup_benchmark --sweep              # exact-Jaccard distributions + a shingle/threshold grid
+    python -m evals.neardup_benchmark --real [--data-dir ../shared/data]  # held-out set from real English text
 
 The set has one cluster per base text (Faker paragraphs in several languages, and customer-support messages
 built from sentence templates): the base, then one perturbed copy per edit rate (word replacements, insertions,
 deletions, transpositions, plus formatting noise a human would ignore). Hard negatives are texts of the same
 locale and template that are NOT duplicates (another paragraph of the same length, another support message with
 different fills and sentences); each is a cluster of its own, so merging one with anything is a false merge.
+
+The near-dedup defaults were chosen on that Faker set. `generate_real` (CLI `--real`) builds a second, held-out set
+of the same shape from real English text in the shared reference data (TruthfulQA, MMLU, HH-RLHF); see its docstring.
 """
 import argparse
+import csv
+import functools
+import gzip
 import json
 import math
 import random
 import re
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tasks.data.text import normalise_text, words
@@ -407,6 +417,217 @@ def _interleave(groups: list[list[dict[str, Any]]], rng: random.Random) -> list[
     return out  # type: ignore[return-value]
 
 
+# ---------------------------------------------------------------------------------------------- the real-text set
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_LOCALE = "en_real"
+REAL_SOURCES = ("truthfulqa", "mmlu", "hh")
+REAL_MIN_WORDS, REAL_MAX_WORDS = 20, 150
+REAL_DUP_JACCARD = 0.5  # bases and distinct texts keep every pairwise 3-shingle Jaccard below this
+HH_PREFIX_WORDS = 3  # HH-RLHF hard negatives: transcripts whose first human turn starts with the same 3 words
+
+
+@dataclass(frozen=True)
+class RealText:
+    """One candidate text: its source, its group (MMLU subject, TruthfulQA category, HH first words) and a key
+    naming the record it came from (an HH pair's chosen and rejected transcripts share one key)."""
+
+    source: str
+    group: str
+    key: str
+    text: str
+
+
+class VocabWriter:
+    """Writer-like stand-in for `near_copy`: `.word(rng)` draws uniformly from a fixed vocabulary."""
+
+    def __init__(self, vocab: Iterable[str], locale: str = REAL_LOCALE) -> None:
+        self.locale = locale
+        self.vocab = sorted(set(vocab))
+        if not self.vocab:
+            raise ValueError("empty vocabulary")
+
+    def word(self, rng: random.Random) -> str:
+        return rng.choice(self.vocab)
+
+
+def _clean(text: str) -> str:
+    """NFKC (so the words `near_copy` edits are the words the dedup sees) and single spaces."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def _n_words(text: str) -> int:
+    return len(words(normalise_text(text)))
+
+
+def _sentence(s: str) -> str:
+    s = s.strip()
+    return s if s[-1:] in ".!?" else s + "."
+
+
+def _truthfulqa(data_dir: Path) -> list[RealText]:
+    """Question + best answer + the other correct answers, one paragraph per row; 20-150 words."""
+    out = []
+    with open(data_dir / "truthfulqa" / "TruthfulQA.csv", newline="", encoding="utf-8") as f:
+        for i, r in enumerate(csv.DictReader(f)):
+            best = r["Best Answer"].strip()
+            others = [a.strip() for a in r["Correct Answers"].split(";") if a.strip() and a.strip() != best]
+            text = _clean(" ".join([r["Question"].strip(), _sentence(best)] + [_sentence(a) for a in others]))
+            if REAL_MIN_WORDS <= _n_words(text) <= REAL_MAX_WORDS:
+                out.append(RealText("truthfulqa", r["Category"], f"truthfulqa:{i}", text))
+    return out
+
+
+def _mmlu(data_dir: Path) -> list[RealText]:
+    """'Question: ... Options: A) ... B) ... C) ... D) ...' per test question; 20-150 words (not truncated)."""
+    out = []
+    for path in sorted((data_dir / "mmlu" / "test").glob("*_test.csv")):
+        subject = path.name.removesuffix("_test.csv")
+        with open(path, newline="", encoding="utf-8") as f:
+            for i, r in enumerate(csv.reader(f)):
+                if len(r) < 6:
+                    continue
+                q, opts = r[0], r[1:5]
+                text = _clean(f"Question: {q} Options: " + " ".join(f"{l}) {o}" for l, o in zip("ABCD", opts)))
+                if REAL_MIN_WORDS <= _n_words(text) <= REAL_MAX_WORDS:
+                    out.append(RealText("mmlu", subject, f"mmlu:{subject}:{i}", text))
+    return out
+
+
+def _truncate_real(text: str) -> str:
+    """The text up to its REAL_MAX_WORDS-th word (as the dedup counts them), ended with a full stop."""
+    ws = list(_WORD.finditer(text))
+    return text if len(ws) <= REAL_MAX_WORDS else text[: ws[REAL_MAX_WORDS - 1].end()] + "."
+
+
+def _hh(data_dir: Path) -> tuple[list[RealText], list[RealText]]:
+    """(chosen, rejected) transcripts of HH-RLHF harmless-base test, truncated to <= 150 words; >= 20 words."""
+    chosen, rejected = [], []
+    with gzip.open(data_dir / "hh-rlhf" / "harmless-base" / "test.jsonl.gz", "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            pair = json.loads(line)
+            for side, bucket in (("chosen", chosen), ("rejected", rejected)):
+                text = _truncate_real(_clean(pair[side]))
+                ws = words(normalise_text(text))
+                if len(ws) >= REAL_MIN_WORDS:  # group: first words of the first human turn (after "Human:")
+                    bucket.append(RealText("hh", " ".join(ws[1 : 1 + HH_PREFIX_WORDS]), f"hh:{i}", text))
+    return chosen, rejected
+
+
+@functools.lru_cache(maxsize=4)
+def load_real(data_dir: Path) -> dict[str, tuple[RealText, ...]]:
+    """Candidate texts by pool: "truthfulqa", "mmlu", "hh" (chosen transcripts: the bases) and
+    "hh_rejected" (the negatives), plus the vocabulary of all of them under "vocab" (as a tuple of words)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"reference data not found at {data_dir}")
+    chosen, rejected = _hh(data_dir)
+    pools: dict[str, Any] = {"truthfulqa": tuple(_truthfulqa(data_dir)), "mmlu": tuple(_mmlu(data_dir)),
+                             "hh": tuple(chosen), "hh_rejected": tuple(rejected)}  # fmt: skip
+    vocab = {w for pool in pools.values() for t in pool for w in words(normalise_text(t.text))}
+    pools["vocab"] = tuple(sorted(w for w in vocab if w.isalpha() and (len(w) > 1 or w in ("a", "i"))))
+    return pools
+
+
+class _ShingleIndex:
+    """The texts chosen so far, for the 'no two are (near-)duplicates' check by exact 3-shingle Jaccard."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.postings: dict[tuple[str, ...], list[int]] = defaultdict(list)
+
+    def max_jaccard(self, sh: set[tuple[str, ...]]) -> float:
+        shared = Counter(j for s in sh for j in self.postings.get(s, ()))
+        return max((n / (len(sh) + self.sizes[j] - n) for j, n in shared.items()), default=0.0)
+
+    def add(self, sh: set[tuple[str, ...]]) -> None:
+        for s in sh:
+            self.postings[s].append(len(self.sizes))
+        self.sizes.append(len(sh))
+
+
+def generate_real(data_dir: Path = DEFAULT_DATA_DIR, seed: int = 0, n_bases: int = 300,
+                  rates: Sequence[float] = RATES) -> list[dict[str, Any]]:  # fmt: skip
+    """The held-out set: like `generate` (same rows and order rules), but from real English text.
+
+    Bases (20-150 words, sources in turn, texts drawn with random.Random(seed)):
+      - truthfulqa: question + best answer + the other correct answers as one paragraph;
+      - mmlu: a test question and its four options, "Question: ... Options: A) ... B) ... C) ... D) ...";
+      - hh: an HH-RLHF harmless-base `chosen` transcript, cut after its 150th word.
+    Near copies: `near_copy` at each rate, inserted/replacement words drawn from the real texts' vocabulary.
+    Distinct texts (hard negatives), one per base, same source and template: an MMLU question of the same
+    subject; a TruthfulQA question of the same category; the `rejected` transcript of ANOTHER HH pair whose
+    first human turn starts with the same 3 words (else of any other pair). Never the same record: an HH
+    pair's chosen and rejected transcripts differ only in the last turn, so they are duplicates, not negatives
+    (truncated to 150 words, often identical).
+    No two texts among the bases and distinct texts have a 3-shingle Jaccard of 0.5 or more: a candidate that
+    close to any text already chosen is skipped, since it would be a genuine (near-)duplicate, not a negative
+    (MMLU and TruthfulQA hold some reworded repeats). This puts every negative below the default threshold (0.5,
+    verified by exact Jaccard) by construction: at the defaults the set measures recall; precision only bites
+    at lower thresholds (--sweep).
+
+    Cluster names are "real-<source>-NNNN" (distinct texts: "real-<source>-xNNNN"); locale "en_real".
+    """
+    pools = load_real(Path(data_dir))
+    rng = random.Random(seed)
+    writer = VocabWriter(pools["vocab"])
+    by_group: dict[str, dict[str, list[RealText]]] = {}
+    for src, pool in (("truthfulqa", pools["truthfulqa"]), ("mmlu", pools["mmlu"]), ("hh", pools["hh_rejected"])):
+        by_group[src] = defaultdict(list)
+        for t in pool:
+            by_group[src][t.group].append(t)
+    order = {src: iter(rng.sample(pools[src], len(pools[src]))) for src in REAL_SOURCES}
+    negatives_of = {"truthfulqa": "truthfulqa", "mmlu": "mmlu", "hh": "hh_rejected"}
+    chosen = _ShingleIndex()
+    used: set[str] = set()  # record keys already in the set (an HH key covers both transcripts of the pair)
+
+    def ok(t: RealText, extra: set[tuple[str, ...]] | None = None) -> set[tuple[str, ...]] | None:
+        """t's shingles if t may join the set (new record, not close to anything chosen or to `extra`)."""
+        if t.key in used:
+            return None
+        sh = shingles(t.text, 3)
+        if chosen.max_jaccard(sh) >= REAL_DUP_JACCARD or (extra is not None and jaccard(sh, extra) >= REAL_DUP_JACCARD):
+            return None
+        return sh
+
+    def negative_for(base: RealText, base_sh: set[tuple[str, ...]]) -> tuple[RealText, set] | None:
+        same = [t for t in by_group[base.source].get(base.group, ()) if t.key != base.key]
+        for t in rng.sample(same, len(same)):
+            if (sh := ok(t, base_sh)) is not None:
+                return t, sh
+        if base.source != "hh":
+            return None  # MMLU / TruthfulQA: same subject or category, or no negative (and no base)
+        pool = pools[negatives_of["hh"]]
+        for _ in range(200):
+            t = rng.choice(pool)
+            if t.key != base.key and (sh := ok(t, base_sh)) is not None:
+                return t, sh
+        return None
+
+    groups: list[list[dict[str, Any]]] = []
+    for i in range(n_bases):
+        src = REAL_SOURCES[i % len(REAL_SOURCES)]
+        for base in order[src]:
+            if (base_sh := ok(base)) is None or (neg := negative_for(base, base_sh)) is None:
+                continue
+            break
+        else:
+            raise ValueError(f"{src}: ran out of base texts after {i} bases; lower n_bases")
+        negative, neg_sh = neg
+        for t, sh in ((base, base_sh), (negative, neg_sh)):
+            used.add(t.key)
+            chosen.add(sh)
+        cluster = f"real-{src}-{i:04d}"
+        group = [_row(f"{cluster}-base", base.text, cluster, "base", None, 0, REAL_LOCALE)]
+        for r in rates:
+            text, k = near_copy(base.text, r, writer, rng)
+            group.append(_row(f"{cluster}-r{r:g}", text, cluster, "near", r, k, REAL_LOCALE))
+        groups.append(group)
+        xc = f"real-{src}-x{i:04d}"
+        groups.append([_row(xc, negative.text, xc, "distinct", None, 0, REAL_LOCALE)])
+    return _interleave(groups, rng)
+
+
 # ---------------------------------------------------------------------------------------------- scoring
 
 
@@ -593,6 +814,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--plot", help="write a PNG of recall against edit rate here")
     parser.add_argument("--sweep", action="store_true", help="exact-Jaccard distributions + shingle_size x threshold grid")
+    parser.add_argument("--real", action="store_true", help="the held-out set from real English text (generate_real)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared reference data (with --real)")
     args = parser.parse_args(argv)
     from tasks.data.config import NearDedupConfig
 
@@ -600,7 +823,7 @@ def main(argv: list[str] | None = None) -> None:
                                    ("threshold", args.threshold)) if v is not None}  # fmt: skip
     cfg = NearDedupConfig(**overrides)
     effective = {"shingle_size": cfg.shingle_size, "num_perm": cfg.num_perm, "threshold": cfg.threshold}
-    rows = generate(args.seed, args.n_bases)
+    rows = generate_real(args.data_dir, args.seed, args.n_bases) if args.real else generate(args.seed, args.n_bases)
     if args.sweep:
         print(_format_distributions(jaccard_distributions(rows)))
         grid = [{"shingle_size": k, "num_perm": cfg.num_perm, "threshold": t}
@@ -612,7 +835,7 @@ def main(argv: list[str] | None = None) -> None:
     print(_format_result(res, effective))
     if args.plot:
         plot_recall(res, args.plot, ", ".join(f"{k}={v}" for k, v in effective.items()))
-    print(json.dumps({"config": effective, "seed": args.seed, **res}, indent=2, ensure_ascii=False))
+    print(json.dumps({"config": effective, "set": "real" if args.real else "faker", "seed": args.seed, **res}, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":

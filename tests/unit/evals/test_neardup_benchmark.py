@@ -6,8 +6,8 @@ from collections import defaultdict
 import pytest
 
 from evals.neardup_benchmark import (
-    LOCALES, RATES, SUPPORT, Doc, LocaleWriter, add_noise, generate, jaccard, jaccard_distributions, main, n_edits,
-    run_near_dedup, score, shingles, sweep,
+    LOCALES, RATES, REAL_SOURCES, SUPPORT, Doc, LocaleWriter, add_noise, generate, generate_real, jaccard,
+    jaccard_distributions, load_real, main, n_edits, run_near_dedup, score, shingles, sweep,
 )  # fmt: skip
 from tasks.data.text import normalise_text, words
 
@@ -157,3 +157,108 @@ def test_dedup_run_sweep_and_cli(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert plot.stat().st_size > 1000 and "recall (edit rate <= 5%)" in printed
     assert json.loads(printed[printed.index("\n{") :])["config"]["threshold"] == 0.5
+
+
+# ---------------------------------------------------------------------------------------------- the real-text set
+
+
+@pytest.fixture(scope="module")
+def real_data_dir():
+    from tests.conftest import SHARED_DATA  # the shared_data fixture fails when the data is missing; skip instead
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def real_rows(real_data_dir):
+    return generate_real(real_data_dir, seed=3, n_bases=12)
+
+
+def _source(row):
+    return row["cluster"].split("-")[1]
+
+
+def test_real_set_is_deterministic(real_data_dir, real_rows):
+    assert generate_real(real_data_dir, seed=3, n_bases=12) == real_rows
+    assert [r["text"] for r in generate_real(real_data_dir, seed=4, n_bases=12)] != [r["text"] for r in real_rows]
+
+
+def test_real_rows_clusters_and_order(real_rows):
+    assert all(set(r) == FIELDS and r["locale"] == "en_real" and r["cluster"].startswith("real-") for r in real_rows)
+    kinds = defaultdict(int)
+    for r in real_rows:
+        kinds[(_source(r), r["kind"])] += 1
+    assert dict(kinds) == {(s, k): n for s in REAL_SOURCES for k, n in (("base", 4), ("near", 4 * len(RATES)),
+                                                                         ("distinct", 4))}  # fmt: skip
+    assert len({r["id"] for r in real_rows}) == len(real_rows)
+    by_cluster = defaultdict(list)
+    for i, r in enumerate(real_rows):
+        by_cluster[r["cluster"]].append(i)
+    for idx in by_cluster.values():
+        first = real_rows[idx[0]]
+        if first["kind"] == "distinct":
+            assert len(idx) == 1
+        else:
+            assert first["kind"] == "base" and sorted(real_rows[i]["edit_rate"] for i in idx[1:]) == list(RATES)
+    for r in real_rows:
+        if r["kind"] != "near":
+            assert 20 <= len(_words(r["text"])) <= 150
+
+
+def test_real_near_copies_carry_their_edits(real_rows):
+    base = {r["cluster"]: r for r in real_rows if r["kind"] == "base"}
+    for r in real_rows:
+        if r["kind"] != "near":
+            continue
+        b = base[r["cluster"]]
+        assert r["edits"] >= 1 and r["text"] != b["text"]
+        assert r["edits"] == n_edits(r["edit_rate"], len(_words(b["text"])))
+        assert _osa(_words(b["text"]), _words(r["text"])) == r["edits"]
+
+
+def test_real_distinct_texts_are_same_source_and_group_but_not_duplicates(real_data_dir, real_rows):
+    pools = load_real(real_data_dir)
+    where = defaultdict(list)  # text -> the records it occurs in
+    for name in ("truthfulqa", "mmlu", "hh", "hh_rejected"):
+        for t in pools[name]:
+            where[(name, t.text)].append(t)
+    negatives = {"truthfulqa": "truthfulqa", "mmlu": "mmlu", "hh": "hh_rejected"}
+    bases = {r["cluster"]: r for r in real_rows if r["kind"] == "base"}
+    distinct = [r for r in real_rows if r["kind"] == "distinct"]
+    for d in distinct:
+        src = _source(d)
+        b = bases[d["cluster"].replace("-x", "-")]
+        assert _source(b) == src
+        base_recs, neg_recs = where[(src, b["text"])], where[(negatives[src], d["text"])]
+        assert base_recs and neg_recs, d["id"]  # the texts really come from that source
+        # Another record (never the same HH pair's rejected transcript), and for MMLU / TruthfulQA the same
+        # subject / category.
+        assert not {t.key for t in base_recs} & {t.key for t in neg_recs}
+        if src in ("mmlu", "truthfulqa"):
+            assert {t.group for t in base_recs} & {t.group for t in neg_recs}, d["id"]
+        else:
+            assert d["text"].startswith("Human:") and b["text"].startswith("Human:")
+        assert jaccard(shingles(d["text"], 3), shingles(b["text"], 3)) < 0.5, d["id"]
+    # No two bases / distinct texts are (near-)copies of each other.
+    kept = [r for r in real_rows if r["kind"] != "near"]
+    sh = [shingles(r["text"], 3) for r in kept]
+    for (a, sa), (b, sb) in itertools.combinations(zip(kept, sh), 2):
+        assert jaccard(sa, sb) < 0.5, (a["id"], b["id"])
+
+
+def test_real_hh_negatives_mostly_share_the_opening_words(real_data_dir):
+    rows = generate_real(real_data_dir, seed=0, n_bases=60)
+    base = {r["cluster"]: r for r in rows if r["kind"] == "base"}
+    pairs = [(base[r["cluster"].replace("-x", "-")], r) for r in rows if r["kind"] == "distinct" and _source(r) == "hh"]
+    same = sum(_words(b["text"])[:4] == _words(d["text"])[:4] for b, d in pairs)  # "human" + 3 words
+    assert len(pairs) == 20 and same >= 10
+
+
+def test_real_cli(real_data_dir, capsys):
+    main(["--real", "--data-dir", str(real_data_dir), "--n-bases", "6"])
+    printed = capsys.readouterr().out
+    assert "recall (edit rate <= 5%)" in printed
+    out = json.loads(printed[printed.index("\n{") :])
+    assert out["set"] == "real" and out["counts"]["base"] == 6 and out["counts"]["distinct"] == 6
