@@ -33,9 +33,12 @@ test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit
 test-all: setup  ## also the slow per-method real-model runs
 	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
 
-bench: setup  ## PII precision/recall, data-prep records/s, method table, DPO reference memory, lm-eval harness check (~1 h on 2 cores)
+bench: setup  ## PII precision/recall on both labelled sets, near-dup recall curves, data-prep records/s and peak RSS at 100k/1M rows, method table, DPO reference memory, lm-eval harness check (~1 h on 2 cores)
 	mkdir -p runs/bench
 	$(PY) -m evals.pii_benchmark | tee runs/bench/pii.json
+	$(PY) -m evals.pii_benchmark --cases evals/data/pii_faker_cases.jsonl | tee runs/bench/pii_faker.json
+	$(PY) -m evals.neardup_benchmark --plot runs/bench/neardup_faker.png | tee runs/bench/neardup_faker.txt
+	$(PY) -m evals.neardup_benchmark --real --plot runs/bench/neardup_real.png | tee runs/bench/neardup_real.txt
 	$(PY) bench/bench_data.py | tee runs/bench/data.json
 	$(PY) bench/bench_methods.py --out runs/bench/methods.md
 	$(PY) bench/bench_reference.py --out runs/bench/reference

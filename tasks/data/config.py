@@ -39,7 +39,7 @@ class NearDedupConfig(Section):
 
     enabled: bool = True
     shingle_size: int = Field(3, ge=1)  # word n-gram size; smaller = more tolerant of edits, less of shared phrasing
-    num_perm: int = Field(64, ge=16)  # sketch size: more = fewer missed candidates at the threshold, slower
+    num_perm: int = Field(128, ge=16)  # sketch size: more = fewer chance candidates per row at scale, slower
     threshold: float = Field(0.5, gt=0.0, lt=1.0)  # exact shingle Jaccard at or above which rows are duplicates
     max_clusters_in_report: int = 100
 

@@ -170,3 +170,58 @@ def test_bad_second_source_raises_before_anything_is_written(tmp_path, write_jso
     with pytest.raises(DataError, match=r"bad.jsonl:2: malformed JSON"):
         prepare(cfg, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "good.jsonl"]
+
+
+def test_names_required_without_a_spacy_model_fails_before_any_row_is_read(tmp_path):
+    cfg = _cfg([{"name": "a", "path": str(tmp_path / "missing.jsonl"), "license": "MIT"}],
+               pii={"names": "required", "spacy_model": "no_such_model"})  # fmt: skip
+    with pytest.raises(DataError, match="pii.names=required but spaCy model 'no_such_model' is not installed"):
+        prepare(cfg, tmp_path / "out")  # the missing source would be the error if any row were read
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture()
+def long_file_with_a_bad_line_near_its_end(tmp_path, monkeypatch):
+    """Several batches (BATCH is cut to 500) with a malformed line 10 rows from the end."""
+    import tasks.data.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "BATCH", 500)
+    path = tmp_path / "long.jsonl"
+    lines = [json.dumps(chat(f"question number {i} about topic {i % 97}", f"answer {i} with words {i * 7}")) for i in range(3000)]
+    lines[2990] = '{"messages": [ cut off'
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bad_line_near_the_end_of_a_long_file_names_it_and_writes_nothing(tmp_path, long_file_with_a_bad_line_near_its_end):
+    cfg = _cfg([{"name": "long", "path": str(long_file_with_a_bad_line_near_its_end), "license": "MIT"}])
+    with pytest.raises(DataError, match=r"long\.jsonl:2991: malformed JSON"):
+        prepare(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["long.jsonl"]
+
+
+def test_skip_mode_quarantines_the_bad_line_and_the_books_balance_on_disk(tmp_path, long_file_with_a_bad_line_near_its_end):
+    cfg = _cfg([{"name": "long", "path": str(long_file_with_a_bad_line_near_its_end), "license": "MIT"}], on_bad_row="skip")
+    out = prepare(cfg, tmp_path / "out")
+    c = out.counts
+    quarantine = read_jsonl(out.quarantine_path)
+    assert c["rows_in"] == 3000 and c["dropped_bad_row"] == 1
+    assert c["rows_in"] == c["rows_kept"] + sum(v for k, v in c.items() if k.startswith("dropped_")) == c["rows_kept"] + len(quarantine)
+    assert len(read_jsonl(out.train_path)) + len(read_jsonl(out.validation_path)) == c["rows_kept"]
+    assert [q["id"] for q in quarantine if q["reason"] == "bad_row"] == ["long:2991"]
+
+
+def test_streamed_batches_give_the_same_data_as_one_batch(tmp_path, write_jsonl, monkeypatch):
+    """Digest, counts and near-duplicate clusters do not depend on where batch boundaries fall."""
+    import tasks.data.pipeline as pipeline
+
+    story = "the lighthouse keeper counted ships every night and wrote their names in a worn blue notebook"
+    rows = [chat(f"tell story {i % 40}", story + f" version {i % 40}" + (" again" if i % 3 == 0 else "")) for i in range(400)]
+    path = write_jsonl("s.jsonl", rows)
+    cfg = _cfg([{"name": "s", "path": str(path), "license": "MIT"}])
+    whole = prepare(cfg, tmp_path / "whole")
+    monkeypatch.setattr(pipeline, "BATCH", 37)
+    batched = prepare(cfg, tmp_path / "batched")
+    assert batched.digest == whole.digest and batched.counts == whole.counts and whole.counts["dropped_near_duplicate"] > 0
+    report = lambda out: json.loads(out.report_path.read_text())["near_duplicates"]["clusters"]  # noqa: E731
+    assert report(batched) == report(whole)

@@ -262,3 +262,10 @@ def test_real_cli(real_data_dir, capsys):
     assert "recall (edit rate <= 5%)" in printed
     out = json.loads(printed[printed.index("\n{") :])
     assert out["set"] == "real" and out["counts"]["base"] == 6 and out["counts"]["distinct"] == 6
+
+
+def test_defaults_catch_five_percent_edits_and_never_merge_distinct_texts():
+    """The data stage's defaults on a fresh Faker set (a seed the defaults were not chosen on)."""
+    rows = generate(seed=11, n_bases=80)
+    result = score(rows, run_near_dedup(rows))
+    assert result["recall_le_5pct"] >= 0.95 and result["precision"] >= 0.99 and result["false_merges"] == 0
