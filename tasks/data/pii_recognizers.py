@@ -135,6 +135,7 @@ def build_recognizers(cfg: PiiConfig) -> dict[str, Any]:
             super().__init__(supported_regions=regions)
             meta = phonenumbers.PhoneMetadata.metadata_for_region
             self.trunk = {r: (meta(r).national_prefix or "") for r in regions}
+            self.lengths = {r: set(meta(r).general_desc.possible_length) for r in regions}
 
         def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
             results = []
@@ -157,8 +158,17 @@ def build_recognizers(cfg: PiiConfig) -> dict[str, Any]:
                 return self.supported_regions[:1]
             first, last = next(i for i, ch in enumerate(raw) if ch.isdigit()), len(raw.rstrip(")"))
             if not raw[first:last].isdigit() or self._context_before(text, start):
-                return self.supported_regions
-            return tuple(r for r in self.supported_regions if self.trunk[r] and digits.startswith(self.trunk[r]))
+                return tuple(r for r in self.supported_regions if self._fits(digits, r))
+            return tuple(r for r in self.supported_regions if self.trunk[r] and digits.startswith(self.trunk[r]) and self._fits(digits, r))
+
+        def _fits(self, digits: str, region: str) -> bool:
+            """The digit count is one of the region's national number lengths, with or without its trunk prefix
+            (phonenumbers' metadata; the matcher would reject the rest after a costly parse)."""
+            if digits.startswith(("00", "011")):  # an international dialling prefix: any length
+                return True
+            trunk = self.trunk[region]
+            n = len(digits) - (len(trunk) if trunk and digits.startswith(trunk) else 0)
+            return n in self.lengths[region] or len(digits) in self.lengths[region]
 
         def _context_before(self, text: str, start: int) -> bool:
             """One of presidio's phone context words ("phone", "number", "call", ...) in the 30 characters before."""
