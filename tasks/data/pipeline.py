@@ -104,6 +104,7 @@ def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callab
     kind = kind_of(formats)
     kept.close()
     clock.lap("read_filter")
+    clock.laps |= {f"of_which_{k}": round(v, 3) for k, v in filters.seconds.items()}
     if not kept.n:
         raise DataError(f"no rows left after preparation: {dict(ledger.dropped)} dropped of {ledger.rows_in}")
     train, validation = _split(kept.n, cfg)
