@@ -55,17 +55,13 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None,
     sees the data's kind as soon as the first row is read (the recipe raises there on a mismatch).
     """
     out_dir = Path(out_dir)
-    clock = _Clock()
     decisions = check_licenses(cfg.sources, cfg.license)
     if cfg.pii.enabled and cfg.pii.names == "required" and (missing := spacy_model_missing(cfg.pii.spacy_model)):
         raise DataError(f"pii.names=required but {missing}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        prepared = _prepare_into(tmp, cfg, tokenizer, check_kind, clock)
-        report = json.loads((tmp / "report.json").read_text(encoding="utf-8"))
-        report["licenses"] = decisions
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        prepared = _prepare_into(tmp, cfg, tokenizer, check_kind, decisions)
         _move_into(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -79,8 +75,9 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None,
 
 
 def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callable[[str], None] | None,
-                  clock: "_Clock") -> dict[str, Any]:  # fmt: skip
-    """Everything but the license gate, written into `tmp`; returns counts, digest, kind and the docs path."""
+                  licenses: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """Everything after the license gate, written into `tmp`; returns counts, digest, kind and the docs path."""
+    clock = _Clock()
     ledger = Ledger()
     filters = RowFilter(cfg, ledger)
     kept = _KeptRows(tmp / "kept.jsonl")
@@ -114,8 +111,8 @@ def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callab
     validation_summary, docs = validate_rows(kept.frame, cfg.validation, tmp, unique_text=cfg.dedup.enabled)
     clock.lap("validate")
     report = {"kind": kind, "digest": kept.digest.hexdigest(), "counts": counts, "formats": formats,
-              **filters.report(), "validation": validation_summary, "timings_s": clock.laps,
-              "config": cfg.model_dump(mode="json")}  # fmt: skip
+              "licenses": licenses, **filters.report(), "validation": validation_summary,
+              "timings_s": clock.laps, "config": cfg.model_dump(mode="json")}  # fmt: skip
     (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return {"counts": counts, "digest": report["digest"], "kind": kind, "docs": docs}
 
