@@ -18,7 +18,7 @@ def test_yaml_shape_loads_with_defaults_that_just_work():
     cfg = DataConfig.model_validate(yaml.safe_load(EXAMPLE))
     assert cfg.sources[1].format == "hh_rlhf" and cfg.sources[0].format == "auto"
     assert cfg.pii.action("US_SSN") == "drop" and cfg.pii.action("EMAIL") == "redact"
-    assert (cfg.near_dedup.threshold, cfg.near_dedup.num_perm, cfg.decontamination.ngram) == (0.85, 64, 13)
+    assert (cfg.near_dedup.threshold, cfg.near_dedup.num_perm, cfg.decontamination.ngram) == (0.85, 128, 13)
     assert cfg.license.policy == "research" and cfg.license.allow_unknown is False and cfg.on_bad_row == "error"
 
 

@@ -10,13 +10,25 @@ from tasks.config import load_config
 from tests.helpers import build_tiny_reward_model
 
 
+ACTIONS = [("rotate the key of", "rotate"), ("restore the latest snapshot of", "restore"), ("pause syncing for", "pause"),
+           ("rename", "rename"), ("export the audit log of", "export-log"), ("add a teammate to", "share"),
+           ("move to another region", "migrate"), ("verify the backups of", "verify")]  # fmt: skip
+THINGS = ["vault", "archive", "project", "workspace", "cluster", "bucket", "folder", "mailbox"]
+
+
+def support_rows(n):
+    """(question, good reply) pairs, all distinct: one template with a single changing number would be
+    near-duplicates, and the data stage would rightly drop them."""
+    for i in range(n):
+        (ask, cmd), thing = ACTIONS[i % 8], THINGS[i // 8 % 8]
+        yield f"How do I {ask} {thing} number {i}?", f"Run vaultctl {cmd} --{thing} {i} and confirm", i, thing
+
+
 def write_data(path):
     with open(path, "w") as f:
-        for i in range(40):
-            f.write(json.dumps({"messages": [
-                {"role": "user", "content": f"How do I rotate the key of vault number {i}?"},
-                {"role": "assistant", "content": f"Run vaultctl rotate --vault {i} and confirm; mail ops{i}@example.com."},
-            ]}) + "\n")
+        for question, reply, i, _ in support_rows(40):
+            f.write(json.dumps({"messages": [{"role": "user", "content": question},
+                                             {"role": "assistant", "content": f"{reply}; mail ops{i}@example.com."}]}) + "\n")
     return path
 
 
@@ -122,9 +134,8 @@ def test_dpo_goes_through_the_flow_and_reports_held_out_preference_metrics(tmp_p
                                                                            prefect_harness):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({
-        "prompt": [{"role": "user", "content": f"How do I rotate the key of vault {i}?"}],
-        "chosen": f"Run vaultctl rotate --vault {i} and confirm.", "rejected": f"Vault {i}? No idea, go away."})
-        + "\n" for i in range(40)))
+        "prompt": [{"role": "user", "content": question}], "chosen": f"{reply}.",
+        "rejected": f"{thing.title()} {i}? No idea, go away."}) + "\n" for question, reply, i, thing in support_rows(40)))
     config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/dpo.yaml", extra=[
         f"data.sources=[{{name: p, path: {pairs}, license: MIT}}]", "train.learning_rate=0.005",
         "package.registered_model_name=tiny-dpo"])
@@ -146,9 +157,8 @@ def test_reward_model_goes_through_the_flow_and_registers_as_a_reward_model(tmp_
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({
-        "prompt": [{"role": "user", "content": f"How do I rotate the key of vault {i}?"}],
-        "chosen": f"Run vaultctl rotate --vault {i} and confirm.", "rejected": "Go away, idiot."}) + "\n"
-        for i in range(60)))
+        "prompt": [{"role": "user", "content": question}], "chosen": f"{reply}.", "rejected": "Go away, idiot."}) + "\n"
+        for question, reply, _, _ in support_rows(60)))
     config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/dpo.yaml", extra=[
         f"data.sources=[{{name: p, path: {pairs}, license: MIT}}]", "train.recipe=reward", "train.max_steps=20",
         "train.batch_size=8", "package.registered_model_name=tiny-reward",
