@@ -38,6 +38,20 @@ def test_same_seed_same_set_other_seed_other_set(rows):
     assert [r["text"] for r in generate(seed=6, n_bases=27)] != [r["text"] for r in rows]
 
 
+def _check_clusters(rows):
+    """Each hard negative is a cluster of its own; every other cluster is a base followed by one copy per rate."""
+    by_cluster = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_cluster[r["cluster"]].append(i)
+    for idx in by_cluster.values():
+        first = rows[idx[0]]
+        if first["kind"] == "distinct":
+            assert len(idx) == 1
+        else:
+            assert first["kind"] == "base" and sorted(rows[i]["edit_rate"] for i in idx[1:]) == list(RATES)
+    return by_cluster
+
+
 def test_rows_clusters_and_order(rows):
     assert all(set(r) == FIELDS for r in rows)
     kinds = defaultdict(int)
@@ -46,15 +60,7 @@ def test_rows_clusters_and_order(rows):
     assert dict(kinds) == {"base": 27, "near": 27 * len(RATES), "distinct": 27}
     assert len({r["id"] for r in rows}) == len(rows)
     assert {r["locale"] for r in rows} == set(LOCALES)
-    by_cluster = defaultdict(list)
-    for i, r in enumerate(rows):
-        by_cluster[r["cluster"]].append(i)
-    for idx in by_cluster.values():
-        first = rows[idx[0]]
-        if first["kind"] == "distinct":
-            assert len(idx) == 1  # every hard negative is a cluster of its own
-        else:
-            assert first["kind"] == "base" and sorted(rows[i]["edit_rate"] for i in idx[1:]) == list(RATES)
+    by_cluster = _check_clusters(rows)
     contiguous = sum(idx == list(range(idx[0], idx[0] + len(idx))) for idx in by_cluster.values() if len(idx) > 1)
     assert contiguous < 5  # clusters are interleaved, not one block each
     for r in rows:
@@ -193,15 +199,7 @@ def test_real_rows_clusters_and_order(real_rows):
     assert dict(kinds) == {(s, k): n for s in REAL_SOURCES for k, n in (("base", 4), ("near", 4 * len(RATES)),
                                                                          ("distinct", 4))}  # fmt: skip
     assert len({r["id"] for r in real_rows}) == len(real_rows)
-    by_cluster = defaultdict(list)
-    for i, r in enumerate(real_rows):
-        by_cluster[r["cluster"]].append(i)
-    for idx in by_cluster.values():
-        first = real_rows[idx[0]]
-        if first["kind"] == "distinct":
-            assert len(idx) == 1
-        else:
-            assert first["kind"] == "base" and sorted(real_rows[i]["edit_rate"] for i in idx[1:]) == list(RATES)
+    _check_clusters(real_rows)
     for r in real_rows:
         if r["kind"] != "near":
             assert 20 <= len(_words(r["text"])) <= 150
