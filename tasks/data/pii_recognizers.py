@@ -7,7 +7,9 @@ Where presidio's stock recognizer misses real-world formats it is subclassed, ne
   stops IMEIs (15 digits, TAC 35/86) from passing as cards.
 - phones: presidio's PhoneRecognizer (python-phonenumbers' matcher, VALID leniency) over the regions
   from conf; a match written without a leading `+` must also pass phonenumbers' STRICT_GROUPING
-  check, which is what rejects ISBN-10s and dashed ids (no regex of our own).
+  check, which is what rejects ISBN-10s and dashed ids. Our only regex cuts the digit windows the
+  matcher runs on; which regions a window is tried in follows phonenumbers' metadata (trunk
+  prefix, national lengths), see GroupedPhoneRecognizer.
 - IBANs: presidio's table holds 76 countries and misses lower-case IBANs; python-stdnum carries the
   whole SWIFT registry (89 countries: RU, SO, MN, ...) with each BBAN structure and the mod-97 check.
 """
