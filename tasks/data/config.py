@@ -41,6 +41,9 @@ class NearDedupConfig(Section):
     shingle_size: int = Field(3, ge=1)  # word n-gram size; smaller = more tolerant of edits, less of shared phrasing
     num_perm: int = Field(128, ge=16)  # sketch size: more = fewer chance candidates per row at scale, slower
     threshold: float = Field(0.5, gt=0.0, lt=1.0)  # exact shingle Jaccard at or above which rows are duplicates
+    # ... and at most this share of words edited (word Levenshtein / longer length): keeps rows that share a
+    # long passage or template but differ in one block (another question, another scenario) apart
+    max_edit_fraction: float = Field(0.15, gt=0.0, le=1.0)
     max_clusters_in_report: int = 100
 
 

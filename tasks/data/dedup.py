@@ -117,6 +117,7 @@ class NearDeduper:
         self._ids: list[str] = []  # kept rows, in order: the owners in the index
         self._sigs: list[np.ndarray] = []  # per batch: (kept rows, 64) uint16, see _sketch
         self._shingles: list[tuple[np.ndarray, np.ndarray]] = []  # per batch: (flat sorted uint32 sets, offsets)
+        self._words: list[tuple[np.ndarray, np.ndarray]] = []  # per batch: (flat uint32 word hashes, offsets)
         self._batch_start: list[int] = []  # first owner number of each batch
         self.clusters: dict[str, list[dict[str, Any]]] = {}
 
@@ -164,6 +165,8 @@ class NearDeduper:
         exact check, so the Python loop sees the few real candidates.
         """
         n, base = len(docs), len(self._ids)
+        flat = flat if flat is not None else self.hasher.flat(docs)
+        words = ((flat[0] >> np.uint64(32)).astype(np.uint32), flat[1])  # each doc's word sequence, 32-bit hashes
         values, doc = self._shingle_values(docs, flat)
         sig = self._signatures(values, doc, n)
         sets = _sorted_sets(values, doc, n)
@@ -187,17 +190,21 @@ class NearDeduper:
                 c = int(pairs[k, 1])
                 if c >= base and not kept[c - base]:
                     continue
-                other = _set(sets, c - base) if c >= base else self._kept_set(c)
+                other, other_words = (_set(sets, c - base), _set(words, c - base)) if c >= base else self._kept_row(c)
                 exact = _jaccard(_set(sets, i), other)
-                if exact >= self.cfg.threshold and (best is None or exact > best[1]):
-                    best = (c, exact, float(estimate[k]))
+                if exact < self.cfg.threshold or (best is not None and exact <= best[1]):
+                    continue
+                edits = _edit_fraction(_set(words, i), other_words)
+                if edits <= self.cfg.max_edit_fraction:
+                    best = (c, exact, float(estimate[k]), edits)
             if best is not None:
                 kept[i] = False
-                c, exact, est = best
+                c, exact, est, edits = best
                 kept_id = ids[c - base] if c >= base else self._ids[c]
                 out[i] = (kept_id, exact)
-                self.clusters.setdefault(kept_id, []).append({"id": ids[i], "jaccard": round(exact, 3), "estimated": round(est, 3)})
-        self._remember([ids[i] for i in np.flatnonzero(kept)], kept, sig, keys, sets)
+                self.clusters.setdefault(kept_id, []).append({"id": ids[i], "jaccard": round(exact, 3), "estimated": round(est, 3),
+                                                              "edit_fraction": round(edits, 3)})  # fmt: skip
+        self._remember([ids[i] for i in np.flatnonzero(kept)], kept, sig, keys, sets, words)
         return out
 
     def _sketch(self, sig: np.ndarray) -> np.ndarray:
@@ -219,24 +226,22 @@ class NearDeduper:
         return (sig[pairs[:, 0]] == other_sig).mean(axis=1) if len(pairs) else np.empty(0)
 
     def _remember(self, kept_ids: list[str], kept: np.ndarray, sig: np.ndarray, keys: np.ndarray,
-                  sets: tuple[np.ndarray, np.ndarray]) -> None:  # fmt: skip
-        """Add this batch's kept rows to the index, with their sketches and shingle sets."""
+                  sets: tuple[np.ndarray, np.ndarray], words: tuple[np.ndarray, np.ndarray]) -> None:  # fmt: skip
+        """Add this batch's kept rows to the index, with their sketches, shingle sets and word sequences."""
         start = len(self._ids)
         self._ids += kept_ids
         owners = np.repeat(np.arange(start, start + len(kept_ids), dtype=np.int32), self.bands)
         self._index.add(keys[kept].ravel(), owners)
-        values, offsets = sets
-        lengths = np.diff(offsets)[kept]
-        new_offsets = np.zeros(len(kept_ids) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=new_offsets[1:])
-        self._shingles.append((values[np.repeat(kept, np.diff(offsets))], new_offsets))
+        self._shingles.append(_subset(sets, kept))
+        self._words.append(_subset(words, kept))
         self._sigs.append(self._sketch(sig[kept]))
         self._batch_start.append(start)
 
-    def _kept_set(self, owner: int) -> np.ndarray:
-        """Shingle set of a kept row of an earlier batch."""
+    def _kept_row(self, owner: int) -> tuple[np.ndarray, np.ndarray]:
+        """(shingle set, word sequence) of a kept row of an earlier batch."""
         b = bisect.bisect_right(self._batch_start, owner) - 1
-        return _set(self._shingles[b], owner - self._batch_start[b])
+        local = owner - self._batch_start[b]
+        return _set(self._shingles[b], local), _set(self._words[b], local)
 
     def report(self) -> list[dict[str, Any]]:
         """Clusters, largest first: the kept row and the rows removed as its near-duplicates."""
@@ -280,6 +285,23 @@ def _sorted_sets(values: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.ndarra
     keep[1:] = packed[1:] != packed[:-1]
     packed = packed[keep]
     return packed.astype(np.uint32), np.searchsorted((packed >> np.uint64(32)).astype(np.int64), np.arange(n + 1))
+
+
+def _subset(flat: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (values, offsets) of the kept docs only."""
+    values, offsets = flat
+    lengths = np.diff(offsets)
+    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[keep], out=new_offsets[1:])
+    return values[np.repeat(keep, lengths)], new_offsets
+
+
+def _edit_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Word-level Levenshtein distance over the longer length (rapidfuzz, C++): scattered edits stay small,
+    a replaced block (another question under one shared passage) does not, whatever the Jaccard."""
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance(a.tolist(), b.tolist()) / max(len(a), len(b), 1)
 
 
 def _set(sets: tuple[np.ndarray, np.ndarray], i: int) -> np.ndarray:

@@ -63,7 +63,7 @@ def test_decisions_match_datasketch_lsh_verified_by_exact_jaccard():
     rng = np.random.default_rng(1)
     base = list(rng.choice([f"w{i}" for i in range(300)], 60))
     docs = [base[: 60 - k] + list(rng.choice(["x", "y", "z"], k)) for k in range(0, 30, 2)]
-    cfg = NearDedupConfig(threshold=0.5, num_perm=32, shingle_size=2)
+    cfg = NearDedupConfig(threshold=0.5, num_perm=32, shingle_size=2, max_edit_fraction=1.0)  # Jaccard alone
     nd = NearDeduper(cfg, WordHasher())
     sig = nd.signatures(docs)
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, weights=(0.1, 0.9))
@@ -79,6 +79,22 @@ def test_decisions_match_datasketch_lsh_verified_by_exact_jaccard():
             lsh.insert(i, m)
     got = [(i, round(v[1], 6)) for i, v in enumerate(nd.run([str(i) for i in range(len(docs))], docs)) if v is not None]
     assert got == expected and len(got) > 3
+
+
+def test_a_shared_passage_with_another_question_is_not_a_duplicate_but_scattered_edits_are():
+    """Jaccard alone merges both; the word edit fraction tells a replaced block from scattered edits."""
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(3000)]
+    passage = list(rng.choice(vocab, 80))
+    first = passage + list(rng.choice(vocab, 20))  # question 1 under the passage
+    other_question = passage + list(rng.choice(vocab, 20))  # question 2: 20% of words differ, in one block
+    edited = list(first)
+    for at in (10, 40, 70, 90):  # 4% of words replaced, scattered
+        edited[at] = "changed"
+    docs, ids = [first, other_question, edited], ["q1", "q2", "q1-edited"]
+    assert NearDeduper(NearDedupConfig(max_edit_fraction=1.0), WordHasher()).run(ids, docs)[1] is not None
+    verdicts = NearDeduper(NearDedupConfig(), WordHasher()).run(ids, docs)
+    assert verdicts[1] is None and verdicts[2] is not None and verdicts[2][0] == "q1"
 
 
 def test_batches_give_the_same_answer_as_one_pass():
