@@ -34,7 +34,8 @@ class NearDedupConfig(Section):
 
     Defaults come from the measured curve in evals/neardup_benchmark.py: with 3-word shingles,
     copies with up to 5% of their words edited keep a shingle Jaccard of 0.61 or more, while
-    distinct texts of one template stay at 0.28 or less; 0.5 sits between the two.
+    distinct texts of one template stay at 0.28 or less; 0.5 sits between the two. Jaccard alone
+    also merged different questions under one shared passage (MMLU), hence the edit-fraction check.
     """
 
     enabled: bool = True
