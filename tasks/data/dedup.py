@@ -8,7 +8,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from tasks.data.config import NearDedupConfig
-from tasks.data.ngrams import WordHasher, shingle_hashes
+from tasks.data.ngrams import WordHasher, shingle_hashes, subset_flat
 
 _ESTIMATE_PERMS = 64  # sketch values kept per row for the estimate
 _SLACK = 0.25  # exact-check pairs whose sketch agreement is >= threshold - this (~4 sigma at 64 values)
@@ -232,8 +232,8 @@ class NearDeduper:
         self._ids += kept_ids
         owners = np.repeat(np.arange(start, start + len(kept_ids), dtype=np.int32), self.bands)
         self._index.add(keys[kept].ravel(), owners)
-        self._shingles.append(_subset(sets, kept))
-        self._words.append(_subset(words, kept))
+        self._shingles.append(subset_flat(sets, kept))
+        self._words.append(subset_flat(words, kept))
         self._sigs.append(self._sketch(sig[kept]))
         self._batch_start.append(start)
 
@@ -285,15 +285,6 @@ def _sorted_sets(values: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.ndarra
     keep[1:] = packed[1:] != packed[:-1]
     packed = packed[keep]
     return packed.astype(np.uint32), np.searchsorted((packed >> np.uint64(32)).astype(np.int64), np.arange(n + 1))
-
-
-def _subset(flat: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (values, offsets) of the kept docs only."""
-    values, offsets = flat
-    lengths = np.diff(offsets)
-    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-    np.cumsum(lengths[keep], out=new_offsets[1:])
-    return values[np.repeat(keep, lengths)], new_offsets
 
 
 def _edit_fraction(a: np.ndarray, b: np.ndarray) -> float:

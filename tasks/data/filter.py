@@ -14,7 +14,7 @@ from tasks.data.config import DataConfig
 from tasks.data.decontaminate import Decontaminator
 from tasks.data.dedup import ExactDeduper, NearDeduper, exact_key
 from tasks.data.ledger import Ledger
-from tasks.data.ngrams import WordHasher
+from tasks.data.ngrams import WordHasher, subset_flat
 from tasks.data.pii import PiiScanner
 from tasks.data.text import canonical, words
 
@@ -67,7 +67,7 @@ class RowFilter:
                     detail = v if reason == "contaminated" else {"kept": v[0], "jaccard": round(v[1], 3)}
                     self.ledger.drop(row["id"], row["source"], reason, detail, row)
             kept, keys = [r for r, k in zip(kept, keep) if k], [x for x, k in zip(keys, keep) if k]
-            docs, flat = [d for d, k in zip(docs, keep) if k], _subset(flat, keep)
+            docs, flat = [d for d, k in zip(docs, keep) if k], subset_flat(flat, keep)
             clock = self._lap("decontamination" if reason == "contaminated" else "near_dedup", clock)
         return kept, keys
 
@@ -88,12 +88,3 @@ class RowFilter:
             "decontamination": {"enabled": decon is not None, "ngram": self.cfg.decontamination.ngram,
                                 "benchmarks": decon.status if decon else {}, "dropped": decon.hits if decon else []},
         }  # fmt: skip
-
-
-def _subset(flat: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The flat word hashes and offsets of the kept docs only."""
-    h, starts = flat
-    lengths = np.diff(starts)
-    new_starts = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-    np.cumsum(lengths[keep], out=new_starts[1:])
-    return h[np.repeat(keep, lengths)], new_starts

@@ -64,3 +64,12 @@ def shingle_hashes(h: np.ndarray, starts: np.ndarray, n: int) -> tuple[np.ndarra
         order = np.argsort(doc, kind="stable")
         hs, doc = hs[order], doc[order]
     return hs, doc
+
+
+def subset_flat(flat: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (values, offsets) of the kept docs only, from a flat (values, n + 1 offsets) pair."""
+    values, offsets = flat
+    lengths = np.diff(offsets)
+    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[keep], out=new_offsets[1:])
+    return values[np.repeat(keep, lengths)], new_offsets
