@@ -169,12 +169,9 @@ def test_dedup_run_sweep_and_cli(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def real_data_dir():
-    from tests.conftest import SHARED_DATA  # the shared_data fixture fails when the data is missing; skip instead
-
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def real_data_dir(shared_data):
+    """The reference data (the project fixture fails, never skips, when it is missing)."""
+    return shared_data
 
 
 @pytest.fixture(scope="module")
