@@ -88,3 +88,63 @@ class PreferenceMonitor(TrainerCallback):
             logging.getLogger("tuneforge").warning(message)
             if self.logger is not None:
                 self.logger.set_tags({"warning.chosen_logps_falling": message})
+
+
+class KLDivergenceCallback(TrainerCallback):
+    """The design documents' KL monitor for PPO, GRPO and RLOO: reads the logged `kl` (the policy's mean per-token
+    KL to the reference) and, when it passes `threshold`, warns once (a log line and a run tag) and, with
+    `stop=True`, ends training there. KL blow-up and reward hacking are what online RL runs die of."""
+
+    def __init__(self, threshold: float = 0.1, stop: bool = False, logger=None):
+        self.threshold, self.stop, self.logger = threshold, stop, logger
+        self.tripped_at: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        kl = (logs or {}).get("kl")
+        if kl is None or kl <= self.threshold:
+            return
+        if self.tripped_at is None:
+            self.tripped_at = state.global_step
+            message = (f"KL to the reference {kl:.3f} passed the threshold {self.threshold} at step {state.global_step}"
+                       + (": stopping" if self.stop else ""))
+            logging.getLogger("tuneforge").warning(message)
+            if self.logger is not None:
+                self.logger.set_tags({"warning.kl_threshold": message})
+        if self.stop:
+            control.should_training_stop = True
+
+
+class RewardKLPlot(TrainerCallback):
+    """Collects the logged (kl, reward) of each step and draws reward against KL at the end of training: the
+    curve that shows whether reward was bought with drift (a reward that climbs only as KL explodes is hacking)."""
+
+    def __init__(self, out_path, logger=None):
+        self.out_path, self.logger = out_path, logger
+        self.points: list[tuple[int, float, float]] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "kl" in logs and "reward" in logs:
+            self.points.append((state.global_step, float(logs["kl"]), float(logs["reward"])))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not self.points:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps, kls, rewards = zip(*self.points)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        dots = ax.scatter(kls, rewards, c=steps, cmap="viridis", s=18)
+        ax.plot(kls, rewards, color="grey", linewidth=0.5, alpha=0.6)
+        fig.colorbar(dots, ax=ax, label="step")
+        ax.set_xlabel("KL to the reference (nats/token)")
+        ax.set_ylabel("mean reward")
+        ax.set_title("reward vs KL")
+        fig.tight_layout()
+        fig.savefig(self.out_path, dpi=110)
+        plt.close(fig)
+        if self.logger is not None:
+            self.logger.log_artifacts(self.out_path, "train")

@@ -14,12 +14,14 @@ from pydantic import Field, model_validator
 
 from tasks.schema import Section
 
-Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo", "reward"]
+Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo", "reward", "ppo", "grpo", "rloo"]
+ONLINE_RL = frozenset({"ppo", "grpo", "rloo"})  # sample from the policy, score with a reward, KL to the reference
 Method = Literal["lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning",
                  "full", "partial", "galore"]
 LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
 PROMPT_LEARNING = frozenset({"prefix", "prompt", "ptuning"})
 FULL_WEIGHT = frozenset({"full", "partial", "galore"})  # no adapter: the whole model is saved
+RL_METHODS = LORA_FAMILY | {"ia3", "full", "partial"}  # token positions unchanged (no virtual tokens), plain AdamW
 TargetModules = list[str] | Literal["all-linear"]
 
 
@@ -156,6 +158,77 @@ class SimPOConfig(Section):
     gamma: float = Field(0.5, ge=0)  # target reward margin
 
 
+class RLConfig(Section):
+    """What the online RL recipes (ppo, grpo, rloo) share: the reward, the sampling, the KL monitor.
+
+    Rollouts sample from the full distribution (no top-k, no top-p: both bias the KL estimate, the source of
+    reported "negative KL").
+    """
+
+    reward_model: str | None = None
+    """A reward model folder (sequence classification, one logit), its package, an MLflow model URI, or in a chain
+    `stage:<name>` (the reward stage's package)."""
+    reward_function: str | None = None
+    """Or a Python reward `module:function`, called as f(prompts, completions) -> list[float]; prompts are chat
+    turns, completions plain strings."""
+    max_new_tokens: int = Field(48, gt=0)  # longest sampled response
+    min_new_tokens: int = Field(0, ge=0)  # EOS is suppressed before this many tokens
+    temperature: float = Field(1.0, gt=0)
+    missing_eos_penalty: float | None = Field(1.0, ge=0)
+    """Subtracted from the reward of a response that hit max_new_tokens without ending (None: no penalty)."""
+    kl_threshold: float | None = Field(1.0, gt=0)
+    """KL monitor: warn (a log line and a run tag) when the policy's KL to the reference passes this (nats/token)."""
+    stop_on_kl: bool = False  # and stop training there
+
+    @model_validator(mode="after")
+    def _one_reward(self):
+        if (self.reward_model is None) == (self.reward_function is None):
+            raise ValueError("train.rl: set exactly one of reward_model (a reward model folder, package, models:/ URI "
+                             "or stage:<name>) and reward_function (module:function)")
+        if self.reward_function is not None and ":" not in self.reward_function:
+            raise ValueError(f"train.rl.reward_function={self.reward_function!r}: expected module:function")
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError("train.rl.min_new_tokens must be <= max_new_tokens")
+        return self
+
+
+class PPOConfig(Section):
+    """PPO's knobs (tasks/training/ppo.py), named and defaulted as in the design documents' PPOConfig.
+
+    PPO clips gradients by its own `max_grad_norm` (0.5), not train.max_grad_norm; one step = one rollout batch of
+    train.batch_size prompts, optimised for n_epochs over num_mini_batches mini-batches.
+    """
+
+    kl_coef: float = Field(0.1, ge=0)  # β of the per-token KL penalty (the initial value when adaptive)
+    kl_estimator: Literal["k1", "k3"] = "k1"  # k1 = log π/π_ref; k3 = (r - 1) - log r, r = π_ref/π (never negative)
+    adaptive_kl: bool = False  # Ziegler et al.: steer β so that the KL tracks target_kl
+    target_kl: float = Field(6.0, gt=0)  # nats per response (summed over its tokens), as in the paper
+    horizon: int = Field(10000, gt=0)  # the adaptive controller's time constant, in samples
+    gamma: float = Field(1.0, ge=0, le=1)  # discount
+    lam: float = Field(0.95, ge=0, le=1)  # GAE λ
+    clip_range: float = Field(0.2, gt=0)  # policy ratio clip ε
+    clip_range_vf: float | None = Field(0.2, gt=0)  # value clip around the rollout's values (None: unclipped)
+    vf_coef: float = Field(0.5, ge=0)
+    entropy_coef: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    n_epochs: int = Field(4, gt=0)  # passes over each rollout batch
+    num_mini_batches: int = Field(1, gt=0)  # optimizer steps per epoch
+    critic: Literal["shared", "separate"] = "shared"
+    """shared: the value head reads the policy's last hidden state; separate: a critic model of its own (a copy of
+    the base with the same method, or critic_model) under the value head."""
+    critic_model: str | None = None  # separate critic's starting weights (e.g. the reward model's folder)
+
+
+class GroupRLConfig(Section):
+    """GRPO and RLOO (TRL's trainers): a group of samples per prompt; each sample's advantage is its reward against
+    the group's (GRPO: standardised by the group mean and std; RLOO: minus the mean of the others)."""
+
+    num_generations: int = Field(4, ge=2)  # samples per prompt
+    beta: float = Field(0.05, ge=0)  # KL coefficient to the reference
+    epsilon: float = Field(0.2, gt=0)  # ratio clip
+    num_iterations: int = Field(1, gt=0)  # optimisation passes per generated batch (μ)
+
+
 class TrainConfig(Section):
     recipe: Recipe = "sft"
     """The objective: one module under tasks/training/ each (see recipes.py for the data each one needs)."""
@@ -171,6 +244,10 @@ class TrainConfig(Section):
     kto: KTOConfig = Field(default_factory=KTOConfig)
     orpo: ORPOConfig = Field(default_factory=ORPOConfig)
     simpo: SimPOConfig = Field(default_factory=SimPOConfig)
+    rl: RLConfig | None = None  # required by ppo, grpo and rloo
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    grpo: GroupRLConfig = Field(default_factory=GroupRLConfig)
+    rloo: GroupRLConfig = Field(default_factory=GroupRLConfig)
 
     max_steps: int = Field(60, gt=0)  # stop after this many optimizer steps (whichever of steps/epochs comes first)
     epochs: float = Field(1.0, gt=0)
@@ -207,6 +284,20 @@ class TrainConfig(Section):
         if self.recipe == "reward" and self.method not in {"lora", "dora", "rslora", "full", "partial"}:
             raise ValueError(f"recipe reward trains a score head with lora, dora, rslora, full or partial, "
                              f"not method={self.method}")
+        if self.recipe in ONLINE_RL:
+            if self.rl is None:
+                raise ValueError(f"recipe {self.recipe} needs train.rl with a reward_model or a reward_function")
+            if self.method not in RL_METHODS:
+                raise ValueError(f"recipe {self.recipe} trains with {', '.join(sorted(RL_METHODS))}, not "
+                                 f"method={self.method}")
+            group = {"grpo": self.grpo, "rloo": self.rloo}.get(self.recipe)
+            if group is not None and self.batch_size % group.num_generations:
+                raise ValueError(f"recipe {self.recipe}: batch_size ({self.batch_size}) must be a multiple of "
+                                 f"{self.recipe}.num_generations ({group.num_generations}): each batch holds whole "
+                                 "groups of samples")
+            if self.recipe == "ppo" and self.batch_size % self.ppo.num_mini_batches:
+                raise ValueError(f"ppo.num_mini_batches ({self.ppo.num_mini_batches}) must divide batch_size "
+                                 f"({self.batch_size})")
         if self.recipe == "kto" and self.batch_size < 2:
             raise ValueError("recipe kto needs batch_size >= 2: its KL term pairs each reply with another prompt's "
                              "reply in the same batch")

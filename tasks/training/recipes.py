@@ -21,6 +21,10 @@ RECIPES: dict[str, tuple[frozenset[str], str]] = {
     "orpo": (frozenset({"preference"}), "tasks.training.orpo:train_orpo"),
     "simpo": (frozenset({"preference"}), "tasks.training.simpo:train_simpo"),
     "reward": (frozenset({"preference"}), "tasks.training.reward:train_reward"),
+    # online RL samples its own replies: the prompts of chat rows or preference pairs (their replies are unused)
+    "ppo": (frozenset({"sft", "preference"}), "tasks.training.ppo:train_ppo"),
+    "grpo": (frozenset({"sft", "preference"}), "tasks.training.grpo:train_grpo"),
+    "rloo": (frozenset({"sft", "preference"}), "tasks.training.rloo:train_rloo"),
 }
 
 
