@@ -1,4 +1,4 @@
-"""The `chain` flow: stages run in order (SFT -> SFT, later SFT -> reward model -> PPO), one command.
+"""The `chain` flow: stages run in order (SFT -> DPO, SFT -> reward model -> PPO), one command.
 
     python -m flows conf/smollm2/sft_then_sft.yaml           # or: make pipeline CONF=conf/smollm2/sft_then_sft.yaml
 
@@ -17,16 +17,14 @@ from prefect.artifacts import create_table_artifact
 from flows.cli import parse_config
 from flows.finetune import finetune
 from flows.run import DriftGateFailed, tracked_run
-from tasks.config import ChainConfig, PipelineConfig
+from tasks.config import ChainConfig, PipelineConfig, stage_refs, with_value
 
 
 def with_stage_outputs(stage: PipelineConfig, done: dict[str, dict]) -> PipelineConfig:
-    """`init_from: stage:<name>` -> that finished stage's package folder."""
-    ref = stage.model.init_from
-    if not (ref and ref.startswith("stage:")):
-        return stage
-    package = done[ref[len("stage:"):]]["package"]
-    return stage.model_copy(update={"model": stage.model.model_copy(update={"init_from": package})})
+    """Every `stage:<name>` (init_from, reward models) -> that finished stage's package folder."""
+    for key, name in stage_refs(stage).items():
+        stage = with_value(stage, key, done[name]["package"])
+    return stage
 
 
 @flow(name="chain")

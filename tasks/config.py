@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from evals.config import EvalConfig
 from tasks.best_of_n import BestOfNConfig
@@ -21,7 +21,7 @@ from tasks.data.config import DataConfig
 from tasks.model import EMBEDDED, DType
 from tasks.packaging.merge import MergeConfig
 from tasks.schema import Section
-from tasks.training.config import TrainConfig
+from tasks.training.config import ONLINE_RL, TrainConfig
 from tasks.vocab import TokenizerConfig
 
 
@@ -101,9 +101,41 @@ class PipelineConfig(_Runnable):
     """Sample N replies per prompt and keep the reward model's favourite, instead of training (flows/best_of_n.py)."""
 
 
+    @model_validator(mode="after")
+    def _judge_with_the_training_reward(self):
+        """Online RL is judged by the reward model it trained against, unless eval.reward_model names another."""
+        rl = self.train.rl
+        if self.train.recipe in ONLINE_RL and self.eval.reward_model is None and rl and rl.reward_model:
+            self.eval.reward_model = rl.reward_model
+        return self
+
+
+# Keys that may name an earlier stage of a chain as `stage:<name>`: the chain replaces them by its package folder.
+STAGE_REFS = ("model.init_from", "train.rl.reward_model", "train.ppo.critic_model", "eval.reward_model")
+
+
+def stage_refs(stage: PipelineConfig) -> dict[str, str]:
+    """Dotted key -> the stage it names, for each `stage:<name>` value of STAGE_REFS set in `stage`."""
+    found = {}
+    for key in STAGE_REFS:
+        value = stage
+        for part in key.split("."):
+            value = getattr(value, part, None)
+        if isinstance(value, str) and value.startswith("stage:"):
+            found[key] = value[len("stage:"):]
+    return found
+
+
+def with_value(cfg: BaseModel, key: str, value) -> BaseModel:
+    """A copy of `cfg` with the dotted `key` set to `value`."""
+    head, _, rest = key.partition(".")
+    return cfg.model_copy(update={head: with_value(getattr(cfg, head), rest, value) if rest else value})
+
+
 class ChainConfig(_Runnable):
     """Stages that run in order under one parent run; `model.init_from: stage:<name>` continues from an earlier
-    stage's package. Each stage is a whole PipelineConfig sharing the chain's run_root and tracking."""
+    stage's package, and a reward model (`train.rl.reward_model`, `eval.reward_model`) may be an earlier stage's
+    too. Each stage is a whole PipelineConfig sharing the chain's run_root and tracking."""
 
     run_name: str = "chain"
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -114,10 +146,10 @@ class ChainConfig(_Runnable):
     def _earlier_stages_only(self):
         seen: list[str] = []
         for name, stage in self.stages.items():
-            ref = stage.model.init_from
-            if ref and ref.startswith("stage:") and ref[len("stage:"):] not in seen:
-                raise ValueError(f"stages.{name}.model.init_from={ref}: no earlier stage of that name "
-                                 f"(earlier stages: {seen or 'none'})")
+            for key, ref in stage_refs(stage).items():
+                if ref not in seen:
+                    raise ValueError(f"stages.{name}.{key}=stage:{ref}: no earlier stage of that name "
+                                     f"(earlier stages: {seen or 'none'})")
             seen.append(name)
         return self
 
@@ -177,11 +209,15 @@ def _validate(model_cls, raw: dict, path: Path, prefix: str = ""):
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig | ChainConfig:
     """A PipelineConfig, or a ChainConfig when the file has `stages:` (overrides `stages.<name>.key=value` reach
-    one stage, other overrides every stage)."""
+    one stage, other overrides every stage). A file with `base: other.yaml` is that file with its own sections
+    merged on top."""
     path = Path(path)
     raw = _read(path)
     if "stages" in raw:
         return _load_chain(path, raw, overrides)
+    if "base" in raw:  # a variant of another file (grpo.yaml of ppo.yaml): its sections, then this file's
+        base = raw.pop("base")
+        raw = _merged(_read(path.parent / base), raw)
     for override in overrides:
         apply_override(raw, override)
     return _validate(PipelineConfig, raw, path)

@@ -15,12 +15,15 @@ from evals.perplexity import generate_replies
 from evals.preference import implicit_reward, read_pairs
 from evals.reward import accuracy_summary, pairwise_scores
 from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
-from evals.winrate import RewardJudge, win_rate
+from evals.kl import sampled_kl
+from evals.stats import mean_ci, paired_bootstrap, paired_win_rate
+from evals.winrate import RewardJudge
 from tasks.data.pipeline import PreparedData
 from tasks.init_from import model_folder
 from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.training.common import Trained
+from tasks.training.config import ONLINE_RL
 from tasks.training.loading import load_trained
 from tasks.training.templates import training_chat_template
 from tasks.vocab import ExtensionResult
@@ -129,11 +132,33 @@ def _compare(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
                for p, b, t in zip(prompts, base.replies, tuned.replies)]
     if cfg.reward_model and prompts:  # a reward model folder, package or MLflow model URI
         judge = RewardJudge(model_folder(cfg.reward_model, out_dir / "reward_model", tracking_uri))
-        ci = win_rate(judge, [p[-1]["content"] for p in prompts], base.replies, tuned.replies,
-                      n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
-        tuned.scores.means.update({"win_rate": ci.estimate, "win_rate_ci_low": ci.low, "win_rate_ci_high": ci.high})
+        tuned.scores.means.update(judged(judge, prompts, base.replies, tuned.replies, cfg))
+    if trained.recipe in ONLINE_RL and prompts:
+        tuned.scores.means.update(kl_to_reference(tuned_model, model.load_model(), tokenizer, prompts, cfg))
     return EvalResult(base=base.scores.means, tuned=tuned.scores.means, verdict=verdict,
                       report_path=out_dir / "eval_report.json", samples=samples)
+
+
+def judged(judge: RewardJudge, prompts: list[list[dict]], base_replies: list[str], tuned_replies: list[str],
+           cfg: EvalConfig) -> dict[str, float]:
+    """The reward model on base and tuned replies to the same prompts: the paired mean reward delta and the win
+    rate (ties half), each with a bootstrap interval."""
+    base, tuned = judge.score(prompts, base_replies), judge.score(prompts, tuned_replies)
+    d = cfg.drift
+    delta = paired_bootstrap(base, tuned, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
+    wins = paired_win_rate(base, tuned, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
+    return {"reward_base": float(base.mean()), "reward_tuned": float(tuned.mean()), "reward_delta": delta.estimate,
+            "reward_delta_ci_low": delta.low, "reward_delta_ci_high": delta.high,
+            "win_rate": wins.estimate, "win_rate_ci_low": wins.low, "win_rate_ci_high": wins.high}
+
+
+def kl_to_reference(tuned_model, reference, tokenizer, prompts: list[list[dict]], cfg: EvalConfig) -> dict[str, float]:
+    """KL(tuned || starting model) on held-out prompts, from sampled replies (evals/kl.py), with an interval."""
+    kls, lengths = sampled_kl(tuned_model, reference, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                              seed=cfg.drift.seed)
+    ci = mean_ci(kls, n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
+    return {"kl_to_reference": ci.estimate, "kl_to_reference_ci_low": ci.low, "kl_to_reference_ci_high": ci.high,
+            "kl_to_reference_per_token": float(kls.sum() / max(lengths.sum(), 1))}
 
 
 def _markdown(result: EvalResult) -> str:

@@ -108,6 +108,9 @@ def materialize(source: Path, ref: str, cfg, out_dir: Path) -> ModelRef:
 def model_folder(ref: str, dst: Path, tracking_uri: str | None = None) -> Path:
     """A folder holding full model weights (a reward model, say) for `ref`: itself, its package, or its MLflow
     model (downloaded to `dst`). Anything else is taken for a hub id and passed through for transformers."""
+    if ref.startswith("stage:"):
+        raise InitFromError(f"{ref}: a stage reference works only inside a chain config (`stages:`), where that "
+                            "stage runs first")
     if ":/" not in ref and not Path(ref).exists():
         return Path(ref)
     _, model, _, _ = _parts(fetch(ref, Path(dst), tracking_uri))

@@ -1,5 +1,6 @@
 """Python API in the design documents' style (SFTTrainer, DPOTrainer, KTOTrainer, ORPOTrainer, SimPOTrainer,
-RewardModelTrainer), thin over the same recipe functions the flows run:
+RewardModelTrainer, PPOTrainer, RLHFTrainer, GRPOTrainer, RLOOTrainer), thin over the same recipe functions the
+flows run:
 
     from tasks.training.api import DPOTrainer
     from tasks.training.config import DPOConfig
@@ -18,11 +19,16 @@ import json
 import tempfile
 from pathlib import Path
 
+from pydantic import Field
+
 from tasks.data.formats import KIND, detect, normalise
 from tasks.model import ModelRef
+from tasks.schema import Section
 from tasks.training.common import TrainResult
-from tasks.training.config import DPOConfig, KTOConfig, ORPOConfig, SimPOConfig, TrainConfig
+from tasks.training.config import (DPOConfig, GroupRLConfig, KTOConfig, ORPOConfig, PPOConfig, RLConfig, SimPOConfig,
+                                   TrainConfig)
 from tasks.training.recipes import check_data, trainer_for
+from tasks.training.rl import Reward
 
 
 class RecipeTrainer:
@@ -92,3 +98,93 @@ class RewardModelTrainer(RecipeTrainer):
 
     def __init__(self, model, **kwargs):
         super().__init__(model, None, **kwargs)
+
+
+class OnlineRLTrainer(RecipeTrainer):
+    """PPO, GRPO and RLOO: `reward_model` is a reward model folder, package or MLflow model URI, or a Python
+    function f(prompts, completions) -> list[float]; `rl` sets the sampling and the KL monitor. `train(prompts)`
+    takes strings, chat turns, or rows in any supported format (their prompts are used)."""
+
+    def __init__(self, model, reward_model, config=None, rl: RLConfig | dict | None = None, **kwargs):
+        rl = rl.model_dump() if isinstance(rl, RLConfig) else dict(rl or {})
+        if callable(reward_model):
+            rl["reward_function"] = f"{reward_model.__module__}:{getattr(reward_model, '__qualname__', 'reward')}"
+            kwargs["reward"] = Reward.from_function(reward_model)
+        else:
+            rl["reward_model"] = str(reward_model)
+        train = kwargs.pop("train", None) or TrainConfig()
+        train = train.model_copy(update={"rl": RLConfig.model_validate(rl)})
+        super().__init__(model, config, train=train, **kwargs)
+
+    def train(self, prompts: list[str] | list[list[dict]] | list[dict] | str | Path) -> TrainResult:
+        rows = prompts if isinstance(prompts, list) else [json.loads(line) for line in Path(prompts).read_text()
+                                                          .splitlines() if line.strip()]
+        turns = [_prompt_turns(r, i) for i, r in enumerate(rows)]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / "prompts.jsonl"
+        path.write_text("".join(json.dumps({"messages": t}, ensure_ascii=False) + "\n" for t in turns))
+        return trainer_for(self.recipe)(self.cfg, self.model, self.model.path, path, self.out_dir / "train",
+                                        seed=self.seed, **self.recipe_kwargs)
+
+
+def _prompt_turns(row, i: int) -> list[dict]:
+    """A prompt as chat turns ending with a user turn: a string, turns, or a row of any supported format."""
+    if isinstance(row, str):
+        return [{"role": "user", "content": row}]
+    if isinstance(row, list):
+        turns = row
+    elif isinstance(row, dict) and set(row) == {"prompt"}:
+        turns = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
+    else:
+        turns = normalise(row, detect(row), f"api-{i}", "api")["messages"]
+        turns = turns[:-1] if turns and turns[-1]["role"] == "assistant" else turns
+    if not turns or turns[-1].get("role") != "user" or not all(isinstance(t.get("content"), str) for t in turns):
+        raise ValueError(f"prompt {i}: expected a string, or chat turns ending with a user turn")
+    return turns
+
+
+class PPOTrainer(OnlineRLTrainer):
+    """`PPOTrainer(model=..., reward_model=..., config=PPOConfig(clip_range=0.2, ...)).train(prompts)`."""
+
+    recipe, section = "ppo", "ppo"
+
+    def __init__(self, model, reward_model, config: PPOConfig | None = None, **kwargs):
+        super().__init__(model, reward_model, config, **kwargs)
+
+
+class RLHFConfig(Section):
+    """The design documents' RLHFConfig: RLHF's PPO stage in three knobs (value_loss_coef is PPO's vf_coef), the
+    rest at PPOConfig's defaults."""
+
+    reward_model_path: str | None = None
+    kl_coef: float = Field(0.1, ge=0)
+    clip_range: float = Field(0.2, gt=0)
+    value_loss_coef: float = Field(0.5, ge=0)
+
+    def ppo(self) -> PPOConfig:
+        return PPOConfig(kl_coef=self.kl_coef, clip_range=self.clip_range, vf_coef=self.value_loss_coef)
+
+
+class RLHFTrainer(PPOTrainer):
+    """`RLHFTrainer(policy_model=..., reward_model=..., config=RLHFConfig(kl_coef=0.1)).train(prompts)`: PPO."""
+
+    def __init__(self, policy_model, reward_model=None, config: RLHFConfig | None = None, **kwargs):
+        config = config or RLHFConfig()
+        reward_model = reward_model if reward_model is not None else config.reward_model_path
+        if reward_model is None:
+            raise ValueError("RLHFTrainer needs reward_model or RLHFConfig(reward_model_path=...)")
+        super().__init__(policy_model, reward_model, config.ppo(), **kwargs)
+
+
+class GRPOTrainer(OnlineRLTrainer):
+    recipe, section = "grpo", "grpo"
+
+    def __init__(self, model, reward_model, config: GroupRLConfig | None = None, **kwargs):
+        super().__init__(model, reward_model, config, **kwargs)
+
+
+class RLOOTrainer(OnlineRLTrainer):
+    recipe, section = "rloo", "rloo"
+
+    def __init__(self, model, reward_model, config: GroupRLConfig | None = None, **kwargs):
+        super().__init__(model, reward_model, config, **kwargs)

@@ -192,6 +192,20 @@ class PPO:
             logits, _ = self._logits(self.ref_model or self.policy, r, keep)
         return selective_log_softmax(logits, tokens)
 
+    @contextlib.contextmanager
+    def _merged(self):
+        """Sample with the adapter folded into the weights: decoding on a CPU is bound by the number of ops per token,
+        and an unmerged LoRA adds three per linear layer (measured: 5.8 s instead of 8.7 s for 8 x 48 tokens).
+        Not for QLoRA, whose 4-bit weights would be re-quantised."""
+        if self.cfg.method == "qlora" or not hasattr(self.policy, "merge_adapter"):
+            yield
+            return
+        self.policy.merge_adapter()
+        try:
+            yield
+        finally:
+            self.policy.unmerge_adapter()
+
     # -- one step --
 
     @torch.no_grad()
@@ -202,7 +216,7 @@ class PPO:
             max_length=max(8, self.cfg.max_length - rl.max_new_tokens), return_dict=True, return_tensors="pt").to(
             self.device)
         self.policy.eval()
-        with self.autocast:
+        with self.autocast, self._merged():
             out = self.policy.generate(**enc, do_sample=True, top_k=0, top_p=1.0, temperature=rl.temperature,
                                        max_new_tokens=rl.max_new_tokens, min_new_tokens=rl.min_new_tokens,
                                        eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id)

@@ -19,14 +19,16 @@ from tasks.training.config import RLConfig
 
 
 def load_prompts(path: Path) -> list[list[dict]]:
-    """Each row's prompt turns (ending with a user turn), in file order, each distinct prompt once."""
+    """Each row's prompt turns (ending with a user turn), in file order, each distinct prompt once: a preference
+    pair's prompt, a conversation without its last reply, or a prompt row as it is."""
     prompts, seen = [], set()
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.strip():
                 continue
-            row = json.loads(line)
-            turns = row["messages"] if "chosen" in row else row["messages"][:-1]
+            turns = json.loads(line)["messages"]
+            if turns and turns[-1]["role"] == "assistant":  # a conversation: prompt it for the last reply
+                turns = turns[:-1]
             key = json.dumps(turns, sort_keys=True)
             if turns and turns[-1]["role"] == "user" and key not in seen:
                 seen.add(key)

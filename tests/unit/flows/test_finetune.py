@@ -192,3 +192,21 @@ def test_best_of_n_flow_reports_every_n_in_mlflow(tmp_path, tiny_model_dir, mlfl
     assert {"best_of_n/best_of_n.png", "best_of_n/samples.jsonl", "best_of_n/table.json"} <= logged
     best = [json.loads(line) for line in open(result["best"])]  # RAFT's data: chat rows, the best sample as reply
     assert len(best) == 3 and all(b["messages"][-1]["role"] == "assistant" for b in best)
+
+
+def test_ppo_through_the_flow_reports_reward_delta_and_kl(tmp_path, tiny_model_dir, mlflow_uri, prefect_harness):
+    judge = build_tiny_reward_model(tmp_path / "judge", tiny_model_dir)
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/ppo.yaml", extra=[
+        f"train.rl.reward_model={judge}", "train.max_steps=3", "train.batch_size=4", "train.rl.max_new_tokens=8",
+        "eval.sample_generations=4", "data.validation_fraction=0.2",
+        "package.champion_metrics={}"])
+    assert config.eval.reward_model == str(judge)  # judged by the reward it trained against
+    result = finetune(config)
+    run = MlflowClient(mlflow_uri).get_run(result["mlflow_run_id"])
+    metrics = run.data.metrics
+    for key in ("train/reward", "train/kl", "train/kl_coef", "train/value_loss", "eval/tuned/reward_delta",
+                "eval/tuned/reward_delta_ci_low", "eval/tuned/win_rate", "eval/tuned/kl_to_reference"):
+        assert key in metrics, key
+    assert metrics["eval/tuned/reward_delta_ci_low"] <= metrics["eval/tuned/reward_delta"]
+    artifacts = {a.path for a in MlflowClient(mlflow_uri).list_artifacts(run.info.run_id, "train")}
+    assert "train/reward_vs_kl.png" in artifacts

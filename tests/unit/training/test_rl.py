@@ -73,3 +73,23 @@ def test_kl_monitor_stops_a_ppo_run(sft_tiny_dir, chat_path, tmp_path):
     result = train_ppo(cfg, ModelRef.of(str(sft_tiny_dir)), sft_tiny_dir, chat_path, tmp_path / "ppo",
                        reward=Reward.from_function(backtick_reward))
     assert len(json.loads(result.history_path.read_text())) < 20
+
+
+def test_python_api_ppo_and_rlhf_trainers(sft_tiny_dir, tmp_path):
+    from tasks.training.api import PPOTrainer, RLHFConfig, RLHFTrainer
+    from tasks.training.config import PPOConfig
+
+    train = rl_config("ppo", max_steps=2)
+    prompts = ["How do I start a backup?", [{"role": "user", "content": "Where are the logs?"}],
+               {"instruction": "Restore one file", "output": "ignored"}]
+    result = PPOTrainer(model=str(sft_tiny_dir), reward_model=backtick_reward, train=train,
+                        config=PPOConfig(clip_range=0.1, n_epochs=1), out_dir=tmp_path / "ppo").train(prompts)
+    assert result.recipe == "ppo" and len(json.loads(result.history_path.read_text())) == 2
+    rows = [json.loads(line) for line in (tmp_path / "ppo" / "prompts.jsonl").read_text().splitlines()]
+    assert rows[2]["messages"] == [{"role": "user", "content": "Restore one file"}]
+
+    rlhf = RLHFTrainer(policy_model=str(sft_tiny_dir), reward_model=backtick_reward, train=train,
+                       config=RLHFConfig(kl_coef=0.2, clip_range=0.3, value_loss_coef=0.4))
+    assert (rlhf.cfg.ppo.kl_coef, rlhf.cfg.ppo.clip_range, rlhf.cfg.ppo.vf_coef) == (0.2, 0.3, 0.4)
+    with pytest.raises(ValueError, match="chat turns ending with a user turn"):
+        rlhf.train([[{"role": "assistant", "content": "no question"}]])
