@@ -124,3 +124,17 @@ def test_ppo_resumes_from_its_checkpoint(sft_tiny_dir, chat_path, tmp_path):
                         chat_path, out, reward=reward)
     assert resumed.resumed_from.endswith("step-3.pt")
     assert [h["step"] for h in json.loads(resumed.history_path.read_text())] == [1, 2, 3, 4, 5]
+
+
+def test_lora_ppo_samples_with_the_adapter_merged_and_leaves_the_base_untouched(tiny_model_dir, chat_path, tmp_path):
+    from tasks.training.ppo import PPO, _batch
+    from tasks.training.rl import load_prompts
+
+    cfg = rl_config("ppo", max_steps=1).model_copy(update={"method": "lora"})
+    ppo = PPO(cfg, ModelRef.of(str(tiny_model_dir)), tiny_model_dir, Reward.from_function(backtick_reward))
+    base = {n: p.detach().clone() for n, p in ppo.policy.named_parameters() if not p.requires_grad}
+    ppo.step(ppo.rollout(_batch(load_prompts(chat_path), 0, 8, seed=0)))
+    after = dict(ppo.policy.named_parameters())
+    assert all(torch.allclose(after[n], v, atol=1e-6) for n, v in base.items())  # merge/unmerge round-trips
+    lora = [p for n, p in after.items() if "lora_B" in n]
+    assert lora and any(p.abs().sum() > 0 for p in lora)  # B starts at zero: the update moved it
