@@ -199,6 +199,17 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     return last
 
 
+def save_trained(model, tokenizer, cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, Path | None]:
+    """(adapter folder, model folder), one of them None: the adapter alone, or the whole model with its tokenizer
+    for full-weight methods."""
+    if cfg.method in FULL_WEIGHT:
+        model.save_pretrained(out_dir / "model", safe_serialization=True)
+        tokenizer.save_pretrained(out_dir / "model")
+        return None, out_dir / "model"
+    model.save_pretrained(out_dir / "adapter", safe_serialization=True)
+    return out_dir / "adapter", None
+
+
 def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate: bool = False) -> TrainResult:
     """Train a `make_trainer` trainer (resuming from the last checkpoint under `out_dir`), save the adapter or the
     whole model, summarise."""
@@ -213,14 +224,7 @@ def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate:
     output = trainer.train(resume_from_checkpoint=last)
     eval_loss = trainer.evaluate()["eval_loss"] if evaluate else None
 
-    adapter_dir = model_dir = None
-    if cfg.method in FULL_WEIGHT:
-        model_dir = out_dir / "model"
-        trainer.model.save_pretrained(model_dir, safe_serialization=True)
-        trainer.processing_class.save_pretrained(model_dir)
-    else:
-        adapter_dir = out_dir / "adapter"
-        trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+    adapter_dir, model_dir = save_trained(trainer.model, trainer.processing_class, cfg, out_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
     history_path = out_dir / "history.json"
     history_path.write_text(json.dumps(trainer.state.log_history, indent=1))

@@ -32,8 +32,8 @@ from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, sel
 
 from tasks.model import ModelRef
 from tasks.training.callbacks import KLDivergenceCallback, MLflowMetrics, RewardKLPlot, peak_memory_mb
-from tasks.training.common import TrainResult, load_for_training, load_reference, precision_flags
-from tasks.training.config import FULL_WEIGHT, PPOConfig, TrainConfig
+from tasks.training.common import TrainResult, load_for_training, load_reference, precision_flags, save_trained
+from tasks.training.config import PPOConfig, TrainConfig
 from tasks.training.methods import count_parameters
 from tasks.training.rl import Reward, load_prompts
 
@@ -314,14 +314,7 @@ class PPO:
         """(adapter folder, full model folder): the policy as the other recipes save it, plus the value head."""
         from safetensors.torch import save_file
 
-        adapter_dir = model_dir = None
-        if self.cfg.method in FULL_WEIGHT:
-            model_dir = out_dir / "model"
-            self.policy.save_pretrained(model_dir, safe_serialization=True)
-            self.tokenizer.save_pretrained(model_dir)
-        else:
-            adapter_dir = out_dir / "adapter"
-            self.policy.save_pretrained(adapter_dir, safe_serialization=True)
+        adapter_dir, model_dir = save_trained(self.policy, self.tokenizer, self.cfg, out_dir)
         if self.critic is not None:
             self.critic.save_pretrained(out_dir / "critic", safe_serialization=True)
         save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, out_dir / "value_head.safetensors")
