@@ -165,7 +165,7 @@ class PPO:
 
     # -- forward passes --
 
-    def _logits(self, model, r: Rollout | dict, logits_to_keep: int, hidden: bool = False):
+    def _logits(self, model, r: dict, logits_to_keep: int, hidden: bool = False):
         out = model(input_ids=r["ids"], attention_mask=r["attention"], position_ids=r["positions"],
                     logits_to_keep=logits_to_keep, output_hidden_states=hidden, use_cache=False)
         return out.logits[:, :-1].float() / self.cfg.rl.temperature, out

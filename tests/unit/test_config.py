@@ -107,3 +107,31 @@ def test_init_from_must_name_an_earlier_stage(tmp_path):
 def test_a_renamed_key_says_its_new_name(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.warmup_ratio: unknown key \(renamed: use train\.warmup_fraction\)"):
         load_config(DEFAULT, ["train.warmup_ratio=0.1"])
+
+
+RLHF = CONF / "smollm2" / "rlhf.yaml"
+
+
+def test_the_rlhf_chain_names_its_reward_model_by_stage_and_the_chain_fills_in_the_package():
+    from flows.chain import with_stage_outputs
+
+    chain = load_config(RLHF)
+    ppo = chain.stages["ppo"]
+    assert [s.train.recipe for s in chain.stages.values()] == ["sft", "reward", "ppo"]
+    assert ppo.train.rl.reward_model == ppo.eval.reward_model == "stage:reward"  # judged by what it trained against
+    done = {"sft": {"package": "/p/sft"}, "reward": {"package": "/p/reward"}}
+    filled = with_stage_outputs(ppo, done)
+    assert (filled.model.init_from, filled.train.rl.reward_model, filled.eval.reward_model) == (
+        "/p/sft", "/p/reward", "/p/reward")
+
+
+def test_a_reward_model_must_name_an_earlier_stage():
+    with pytest.raises(ConfigError, match=r"stages.reward.train.rl.reward_model=stage:ppo: no earlier stage"):
+        load_config(RLHF, ["stages.reward.train.rl.reward_model=stage:ppo", "stages.reward.train.recipe=ppo"])
+
+
+def test_a_variant_file_is_its_base_with_its_own_sections_on_top():
+    grpo = load_config(CONF / "smollm2" / "grpo.yaml")
+    ppo = load_config(CONF / "smollm2" / "ppo.yaml")
+    assert grpo.train.recipe == "grpo" and grpo.run_name == "smollm2-grpo-hh"
+    assert grpo.data == ppo.data and grpo.train.rl == ppo.train.rl and grpo.train.lora == ppo.train.lora
