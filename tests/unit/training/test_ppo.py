@@ -138,3 +138,12 @@ def test_lora_ppo_samples_with_the_adapter_merged_and_leaves_the_base_untouched(
     assert all(torch.allclose(after[n], v, atol=1e-6) for n, v in base.items())  # merge/unmerge round-trips
     lora = [p for n, p in after.items() if "lora_B" in n]
     assert lora and any(p.abs().sum() > 0 for p in lora)  # B starts at zero: the update moved it
+
+
+def test_a_separate_critic_trains_and_is_saved_beside_the_policy(sft_tiny_dir, chat_path, tmp_path):
+    cfg = rl_config("ppo", max_steps=2, ppo={"critic": "separate", "critic_model": str(sft_tiny_dir)})
+    result = train_ppo(cfg, ModelRef.of(str(sft_tiny_dir)), sft_tiny_dir, chat_path, tmp_path / "ppo",
+                       reward=Reward.from_function(backtick_reward))
+    history = json.loads(result.history_path.read_text())
+    assert len(history) == 2 and all(math.isfinite(h["value_loss"]) for h in history)
+    assert (tmp_path / "ppo" / "critic").is_dir() and (tmp_path / "ppo" / "value_head.safetensors").is_file()
