@@ -363,20 +363,21 @@ def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path
         state = torch.load(resumed, weights_only=False)
         ppo.load_state_dict(state)
         history, start = state["history"], state["step"]
-    state, control = TrainerState(global_step=start, max_steps=cfg.max_steps), TrainerControl()
+    steps = min(cfg.max_steps, math.ceil(cfg.epochs * len(prompts) / cfg.batch_size))  # as the other recipes stop
+    state, control = TrainerState(global_step=start, max_steps=steps), TrainerControl()
     for cb in callbacks:
         cb.on_train_begin(None, state, control)
     began = time.perf_counter()
-    for step in range(start, cfg.max_steps):
+    for step in range(start, steps):
         stats = ppo.step(ppo.rollout(_batch(prompts, step, cfg.batch_size, seed)))
         state.global_step = step + 1
         history.append({"step": step + 1, **stats})
         for cb in callbacks:
             cb.on_log(None, state, control, logs=stats)
         if step == start or (step + 1) % cfg.logging_steps == 0:
-            print(f"ppo step {step + 1}/{cfg.max_steps}: reward {stats['reward']:+.3f}  kl {stats['kl']:.4f}  "
+            print(f"ppo step {step + 1}/{steps}: reward {stats['reward']:+.3f}  kl {stats['kl']:.4f}  "
                   f"loss {stats['loss']:.4f}  length {stats['completions/mean_length']:.0f}", flush=True)
-        if (step + 1) % cfg.save_steps == 0 or control.should_training_stop or step + 1 == cfg.max_steps:
+        if (step + 1) % cfg.save_steps == 0 or control.should_training_stop or step + 1 == steps:
             _save_checkpoint(checkpoints, step + 1, ppo.state_dict(step + 1, history))
         if control.should_training_stop:
             break

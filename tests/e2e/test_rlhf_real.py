@@ -26,7 +26,7 @@ def test_online_recipe_on_smollm2(recipe, tmp_path):
         "Explain what a checksum is.", "How do I rotate an API key?"]))
     own = {"n_epochs": 2} if recipe == "ppo" else {"num_generations": 2}
     cfg = TrainConfig.model_validate({
-        "recipe": recipe, "method": "lora", "max_steps": 3, "batch_size": 4, "learning_rate": 1e-4, "max_length": 256,
+        "recipe": recipe, "method": "lora", "max_steps": 3, "epochs": 4, "batch_size": 4, "learning_rate": 1e-4, "max_length": 256,
         "logging_steps": 1, "save_steps": 100, recipe: own,
         "rl": {"reward_function": f"{__name__}:short_replies", "max_new_tokens": 24}})
     base = ModelRef.of(EMBEDDED)

@@ -43,7 +43,7 @@ def rl_config(recipe: str, max_steps: int = 30, kl_threshold: float = 2.0, rl_st
               **overrides) -> TrainConfig:
     """Online RL on the tiny SFT model: full weights at 1e-3, 8 samples per step, 16-token replies."""
     group = {"num_generations": 4}
-    return fast("full", recipe=recipe, max_steps=max_steps, learning_rate=1e-3, batch_size=8,
+    return fast("full", recipe=recipe, max_steps=max_steps, learning_rate=1e-3, batch_size=8, epochs=100,
                 rl={"reward_function": "tests.unit.training.support:backtick_reward", "max_new_tokens": 16,
                     "kl_threshold": kl_threshold, "stop_on_kl": rl_stop},
                 **({recipe: group} if recipe in ("grpo", "rloo") else {}), **overrides)
