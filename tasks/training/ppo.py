@@ -158,8 +158,8 @@ class PPO:
                        for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.kl_ctl = KLController(self.p)
-        self.eos_ids = sorted({self.tokenizer.eos_token_id, *_as_list(self.policy.generation_config.eos_token_id)}
-                              - {None})
+        eos = self.policy.generation_config.eos_token_id
+        self.eos_ids = sorted({self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
                                        enabled=precision_flags(cfg.precision)["bf16"])
 
@@ -321,10 +321,6 @@ class PPO:
         return adapter_dir, model_dir
 
 
-def _as_list(value) -> list:
-    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def _batch(prompts: list, step: int, size: int, seed: int) -> list:
     """The step's prompts: a seeded shuffle per pass over the data, so a resumed run sees the same batches."""
     out = []
@@ -335,9 +331,9 @@ def _batch(prompts: list, step: int, size: int, seed: int) -> list:
     return out
 
 
-def _last_checkpoint(folder: Path) -> Path | None:
-    found = sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1])) if folder.is_dir() else []
-    return found[-1] if found else None
+def _checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    return sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
 
 
 def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path: Path, out_dir: Path, *,
@@ -358,9 +354,9 @@ def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path
     callbacks = [c for c in callbacks if c is not None]
 
     history, start = [], 0
-    resumed = _last_checkpoint(checkpoints)
+    resumed = next(reversed(_checkpoints(checkpoints)), None)
     if resumed:
-        state = torch.load(resumed, weights_only=False)
+        state = torch.load(resumed, weights_only=True)  # tensors and plain values only: loading runs no code
         ppo.load_state_dict(state)
         history, start = state["history"], state["step"]
     steps = min(cfg.max_steps, math.ceil(cfg.epochs * len(prompts) / cfg.batch_size))  # as the other recipes stop
@@ -399,6 +395,5 @@ def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> Non
     tmp = folder / f".step-{step}.pt.tmp"
     torch.save(state, tmp)
     os.replace(tmp, folder / f"step-{step}.pt")
-    found = sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    for old in found[:-keep]:
+    for old in _checkpoints(folder)[:-keep]:
         old.unlink()
