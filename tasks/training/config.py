@@ -14,10 +14,11 @@ from pydantic import Field, model_validator
 
 from tasks.schema import Section
 
-Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo", "reward", "ppo", "grpo", "rloo"]
+Recipe = Literal["sft", "dpo", "kto", "orpo", "simpo", "reward", "ppo", "grpo", "rloo", "distill", "classify",
+                 "fewshot"]
 ONLINE_RL = frozenset({"ppo", "grpo", "rloo"})  # sample from the policy, score with a reward, KL to the reference
 Method = Literal["lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning",
-                 "full", "partial", "galore"]
+                 "full", "partial", "galore", "bottleneck"]
 LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
 PROMPT_LEARNING = frozenset({"prefix", "prompt", "ptuning"})
 FULL_WEIGHT = frozenset({"full", "partial", "galore"})  # no adapter: the whole model is saved
@@ -229,6 +230,92 @@ class GroupRLConfig(Section):
     num_iterations: int = Field(1, gt=0)  # optimisation passes per generated batch (μ)
 
 
+class BottleneckConfig(Section):
+    """Bottleneck adapters (tasks/training/bottleneck.py): h + up(act(down(h))) on a sublayer's output, the up
+    projection starting at zero so training starts from the base model exactly."""
+
+    variant: Literal["houlsby", "pfeiffer"] = "houlsby"
+    """houlsby: after the attention block and after the FFN (Houlsby et al., 2019); pfeiffer: after the FFN only."""
+    reduction_factor: int = Field(16, gt=0)  # bottleneck width = hidden_size / reduction_factor
+    non_linearity: Literal["relu", "gelu", "silu", "tanh"] = "relu"
+
+
+class DistillationConfig(Section):
+    """Knowledge distillation (tasks/training/distill.py): loss = alpha * CE(hard labels) + (1 - alpha) * T^2 *
+    D(teacher || student) at temperature T, on the assistant tokens."""
+
+    temperature: float = Field(4.0, gt=0)  # softens both distributions: small logit gaps carry information
+    alpha: float = Field(0.5, ge=0, le=1)  # weight of the hard-label cross-entropy; 1 - alpha on the teacher term
+    loss_type: Literal["kl_div", "forward_kl", "reverse_kl", "jsd"] = "kl_div"
+    """kl_div = forward_kl = KL(teacher || student) (Hinton et al.); reverse_kl = KL(student || teacher), mode
+    seeking; jsd = GKD's generalised Jensen-Shannon divergence with `beta`."""
+    beta: float = Field(0.5, gt=0, lt=1)  # jsd only: 0 -> forward KL, 1 -> reverse KL (GKD's beta)
+    mode: Literal["offline", "on_policy"] = "offline"
+    """offline: the teacher's logits on the training replies; on_policy: replies sampled from the student, scored by
+    the teacher (TRL's DistillationTrainer)."""
+    teacher: str | None = None
+    """None = the configured model; or a package folder, MLflow model URI or `stage:<name>` (a tuned teacher)."""
+    student: str = "every_other_layer"
+    """`every_other_layer`: the teacher with every second transformer block dropped (weights copied, same tokenizer);
+    or any model reference (HF id, folder) with the teacher's vocabulary."""
+    compare_sft: bool = True  # also train the same student by plain SFT, same data and steps, for the report
+    max_new_tokens: int = Field(64, gt=0)  # on_policy: longest sampled reply
+
+
+class ContinualConfig(Section):
+    """Continual learning (tasks/training/continual.py): train on a new task without forgetting the previous one."""
+
+    strategy: Literal["naive", "ewc", "replay", "lwf"] = "naive"
+    """naive: no mitigation; ewc: lambda * sum F (theta - theta_old)^2 on the trainable weights; replay: mix in
+    rows of the previous task; lwf: distil the starting model's outputs on the new data."""
+    previous_data: str | None = None
+    """The previous task's prepared rows (a JSONL file, e.g. an earlier run's data/train.jsonl), or in a chain
+    `stage:<name>` (that stage's prepared train split). ewc and replay need it."""
+    ewc_lambda: float = Field(100.0, ge=0)
+    fisher_samples: int = Field(64, gt=0)  # previous-task rows the diagonal Fisher is estimated on
+    replay_fraction: float = Field(0.25, gt=0, lt=1)  # share of each epoch's rows drawn from the previous task
+    lwf_alpha: float = Field(1.0, ge=0)  # weight of the distillation term
+    lwf_temperature: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_previous(self):
+        if self.strategy in ("ewc", "replay") and not self.previous_data:
+            raise ValueError(f"train.continual.strategy={self.strategy} needs train.continual.previous_data (the "
+                             "previous task's rows, or stage:<name> in a chain)")
+        return self
+
+
+class TransferConfig(Section):
+    """Transfer to a classification task (tasks/training/classify.py): a new head on the backbone's pooled hidden
+    state (the last non-padding token, as a causal LM reads the whole text there)."""
+
+    freeze_encoder: bool = True  # only the head trains
+    new_head: bool = True  # a freshly initialised head (False: keep a head the checkpoint already has)
+    layer_wise_lr: dict[Literal["encoder", "decoder", "head"], float] = {}
+    """With freeze_encoder=false: `encoder` = embeddings + the lower half of the blocks, `decoder` = the upper half +
+    the final norm, `head` = the classifier; unset groups use train.learning_rate."""
+
+
+class FewShotConfig(Section):
+    """Episodic prototypical training (tasks/training/fewshot.py): N-way K-shot episodes from the training classes;
+    each query is classified by its nearest class prototype (mean embedding of the class's K support examples)."""
+
+    n_ways: int = Field(5, ge=2)
+    n_shots: int = Field(5, gt=0)
+    n_queries: int = Field(15, gt=0)  # per class
+    meta_batch_size: int = Field(4, gt=0)  # episodes per optimizer step
+    held_out_classes: int = Field(8, gt=0)  # classes kept out of meta-training, for the evaluation
+    eval_episodes: int = Field(100, gt=0)
+    pooling: Literal["mean", "last"] = "mean"  # over the non-padding tokens of the last hidden state
+
+    @model_validator(mode="after")
+    def _enough_held_out(self):
+        if self.held_out_classes < self.n_ways:
+            raise ValueError(f"fewshot.held_out_classes ({self.held_out_classes}) must be >= n_ways "
+                             f"({self.n_ways}): evaluation episodes draw n_ways held-out classes")
+        return self
+
+
 class TrainConfig(Section):
     recipe: Recipe = "sft"
     """The objective: one module under tasks/training/ each (see recipes.py for the data each one needs)."""
@@ -248,6 +335,11 @@ class TrainConfig(Section):
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     grpo: GroupRLConfig = Field(default_factory=GroupRLConfig)
     rloo: GroupRLConfig = Field(default_factory=GroupRLConfig)
+    bottleneck: BottleneckConfig = Field(default_factory=BottleneckConfig)
+    distill: DistillationConfig = Field(default_factory=DistillationConfig)
+    continual: ContinualConfig = Field(default_factory=ContinualConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    fewshot: FewShotConfig = Field(default_factory=FewShotConfig)
 
     max_steps: int = Field(60, gt=0)  # stop after this many optimizer steps (whichever of steps/epochs comes first)
     epochs: float = Field(1.0, gt=0)

@@ -11,7 +11,8 @@ from typing import Callable
 
 # data kind (tasks.data: PreparedData.kind) -> what a user calls it
 DATA_KINDS = {"sft": "chat rows", "preference": "preference pairs", "kto": "labelled completions",
-              "text": "plain text", "prompt": "prompts"}
+              "text": "plain text", "prompt": "prompts",
+              "classification": "labelled texts"}
 
 # recipe -> (the data kinds it trains on, "module:function")
 RECIPES: dict[str, tuple[frozenset[str], str]] = {
@@ -25,6 +26,9 @@ RECIPES: dict[str, tuple[frozenset[str], str]] = {
     "ppo": (frozenset({"sft", "preference"}), "tasks.training.ppo:train_ppo"),
     "grpo": (frozenset({"sft", "preference"}), "tasks.training.grpo:train_grpo"),
     "rloo": (frozenset({"sft", "preference"}), "tasks.training.rloo:train_rloo"),
+    "distill": (frozenset({"sft"}), "tasks.training.distill:train_distill"),
+    "classify": (frozenset({"classification"}), "tasks.training.classify:train_classify"),
+    "fewshot": (frozenset({"classification"}), "tasks.training.fewshot:train_fewshot"),
 }
 
 
