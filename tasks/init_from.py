@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from tasks.model import ModelRef, torch_dtype
+from tasks.training.bottleneck import is_bottleneck
 from tasks.training.loading import VirtualTokensLM, load_trained
 
 LINEAGE = "base_model.json"  # written into every package: the reference its adapter applies to
@@ -90,9 +91,9 @@ def materialize(source: Path, ref: str, cfg, out_dir: Path) -> ModelRef:
     trust = cfg.trust_remote_code or bool(base.get("trust_remote_code"))
     base_ref = ModelRef.of(base["name_or_path"], "float32", trust)  # fold in float32: bf16 rounds small updates away
     merged, tok = load_trained(base_ref, tokenizer or base_ref.path, adapter_dir=adapter)
-    if isinstance(merged, VirtualTokensLM):
-        raise InitFromError(f"model.init_from={ref}: a prompt-learning adapter ({merged.active_peft_config.peft_type}) "
-                            f"cannot be folded into the weights; start from a LoRA-family or full-weight output")
+    if isinstance(merged, VirtualTokensLM) or is_bottleneck(merged):
+        raise InitFromError(f"model.init_from={ref}: a {merged.active_peft_config.peft_type} adapter cannot be "
+                            f"folded into the weights; start from a LoRA-family or full-weight output")
     out = out_dir / "model"
     tmp = out.with_name("model.partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -111,7 +111,7 @@ def _side_by_side(evaluation) -> dict:
 
 
 def _mergeable(pkg: Path) -> bool:
-    """Adapters whose weights fold into the base (not prompt learning, not full weights)."""
+    """Adapters whose weights fold into the base (not prompt learning, not bottleneck adapters, not full weights)."""
     config = pkg / "adapter_config.json"
     return config.is_file() and json.loads(config.read_text()).get("peft_type") not in {
-        "PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"}
+        "PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING", "BOTTLENECK"}

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from tasks.model import DType, ModelRef, torch_dtype
 from tasks.schema import Section
 
-MergeMethod = Literal["linear", "ties", "dare_linear", "dare_ties", "svd"]
+MergeMethod = Literal["linear", "ties", "dare_linear", "dare_ties", "svd", "fusion"]
 _NEEDS_DENSITY = {"ties", "dare_linear", "dare_ties"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Files copied from the first checkpoint into a soup: configs and tokenizer, never optimizer state.
@@ -31,7 +31,8 @@ class MergeConfig(Section):
 
     method: MergeMethod | Literal["soup"] = Field(
         "ties", description="ties/dare_* prune conflicting deltas; linear averages; svd re-factorises exactly; "
-        "soup averages checkpoints of one run."
+        "fusion sums bottleneck adapters' outputs with the weights (exact, one wider adapter); soup averages "
+        "checkpoints of one run."
     )
     sources: list[Path] = Field(min_length=1, description="Adapter folders, or checkpoint folders for soup.")
     weights: list[float] | None = Field(None, description="One weight per source (not used by soup).")
@@ -55,6 +56,9 @@ class MergeConfig(Section):
             raise ValueError(f"{self.method} needs one weight per source")
         if self.weights is not None and len(self.weights) != len(self.sources):
             raise ValueError(f"{len(self.weights)} weights for {len(self.sources)} sources")
+        if self.method == "fusion" and self.fold_into_base:
+            raise ValueError("fusion: bottleneck adapters are nonlinear and cannot be folded into the base; "
+                             "set fold_into_base: false")
         if self.method in _NEEDS_DENSITY and len(self.sources) > 1 and self.density is None:
             raise ValueError(f"{self.method} needs `density`")
         return self
@@ -178,6 +182,10 @@ def run_merge(cfg: MergeConfig, base: ModelRef, out_dir: Path) -> Path:
         combined = model_soup(cfg.sources, out_dir / "soup")
     elif len(cfg.sources) == 1:
         combined = cfg.sources[0]
+    elif cfg.method == "fusion":
+        from tasks.training.bottleneck import fuse_adapters
+
+        combined = fuse_adapters(cfg.sources, cfg.weights, out_dir / "adapter")
     else:
         combined = merge_adapters(
             base, cfg.sources, cfg.weights, cfg.method, cfg.density, out_dir / "adapter",

@@ -18,7 +18,9 @@ from peft import (AdaLoraConfig, IA3Config as PeftIA3Config, LoraConfig, PeftCon
                   PromptEncoderConfig, PromptTuningConfig, get_peft_model, prepare_model_for_kbit_training)
 
 from tasks.model import ModelRef, torch_dtype
-from tasks.training.config import AdaLoRAConfig, IA3Config, LoRAConfig, PromptLearningConfig, QuantizationConfig
+from tasks.training import bottleneck
+from tasks.training.config import (AdaLoRAConfig, BottleneckConfig, IA3Config, LoRAConfig, PromptLearningConfig,
+                                   QuantizationConfig)
 
 
 def _targets(target_modules):
@@ -185,6 +187,16 @@ class PTuning(Adapter):
         c = self.config
         return PromptEncoderConfig(num_virtual_tokens=c.num_virtual_tokens, encoder_hidden_size=c.encoder_hidden_size,
                                    encoder_reparameterization_type=c.encoder_type, task_type="CAUSAL_LM")
+
+
+class BottleneckAdapter(Adapter):
+    """Houlsby/Pfeiffer bottleneck adapters (ours, registered with PEFT: see bottleneck.py); served unmerged."""
+
+    def __init__(self, config: BottleneckConfig):
+        super().__init__(config)
+
+    def peft_config(self):
+        return bottleneck.peft_config(self.config)
 
 
 def orthogonal_penalty(model) -> torch.Tensor:

@@ -4,6 +4,7 @@ Three shapes come out of training:
 - a mergeable adapter (LoRA, DoRA, rsLoRA, QLoRA, AdaLoRA, IA3): folded into the base weights;
 - a prompt-learning adapter (prefix, prompt, ptuning): cannot be merged, so the PeftModel is kept and wrapped
   so that `model(...).logits` line up with the input ids (prompt/ptuning prepend virtual-token positions);
+- a bottleneck adapter: nonlinear, so it stays a PeftModel (served unmerged);
 - a full model folder (full, partial, galore): loaded as a plain model.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from tasks.model import ModelRef, load_model
 from tasks.training.adapters import Adapter
+from tasks.training.bottleneck import is_bottleneck
 from tasks.vocab import apply_extension
 
 
@@ -45,10 +47,13 @@ class VirtualTokensLM(torch.nn.Module):
 
 
 def load_adapter_for_inference(model, adapter_dir: str | Path):
-    """`model` + the adapter in `adapter_dir`: merged when the method allows, else wrapped (VirtualTokensLM)."""
+    """`model` + the adapter in `adapter_dir`: merged when the method allows, else wrapped (VirtualTokensLM), or
+    kept as it is (bottleneck adapters: nonlinear, nothing to fold)."""
     peft_model = Adapter.load(model, adapter_dir)
     if peft_model.active_peft_config.is_prompt_learning:
         return VirtualTokensLM(peft_model.eval())
+    if is_bottleneck(peft_model):
+        return peft_model.eval()
     return peft_model.merge_and_unload()
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from tasks.model import ModelRef
-from tasks.training.adapters import (AdaLoRAAdapter, Adapter, DoRAAdapter, IA3Adapter, LoRAAdapter, PrefixTuning,
-                                     PromptTuning, PTuning, QLoRAAdapter)
+from tasks.training.adapters import (AdaLoRAAdapter, Adapter, BottleneckAdapter, DoRAAdapter, IA3Adapter, LoRAAdapter,
+                                     PrefixTuning, PromptTuning, PTuning, QLoRAAdapter)
 from tasks.training.config import FULL_WEIGHT, PartialConfig, TrainConfig
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
@@ -39,6 +39,8 @@ def adapter_for(cfg: TrainConfig, tokenizer_dir: Path | None = None) -> Adapter 
         return PromptTuning(cfg.prompt_learning, tokenizer_dir)
     if m == "ptuning":
         return PTuning(cfg.prompt_learning)
+    if m == "bottleneck":
+        return BottleneckAdapter(cfg.bottleneck)
     if m in FULL_WEIGHT:
         return None
     raise ValueError(f"unknown train.method {m!r}")

@@ -101,6 +101,38 @@ def test_ia3_learns_scaling_vectors(tmp_path, tiny_model_dir, chat_path):
     assert keys["base_model.model.model.layers.1.self_attn.k_proj.ia3_l"] == (32, 1)
 
 
+@pytest.mark.parametrize("variant,adapters_per_layer", [("houlsby", 2), ("pfeiffer", 1)])
+def test_bottleneck_adapters_train_save_and_serve_unmerged(tmp_path, tiny_model_dir, chat_path, variant,
+                                                           adapters_per_layer):
+    from tasks.training.loading import load_trained
+
+    result = _train(tmp_path, tiny_model_dir, chat_path, "bottleneck", learning_rate=3e-2,
+                    bottleneck={"variant": variant, "reduction_factor": 4})
+    assert result.trainable_params == 2 * adapters_per_layer * (2 * 64 * 16 + 16 + 64)  # 2 layers, r = 64 / 4
+    assert _config(result)["peft_type"] == "BOTTLENECK"
+    model, _ = load_trained(ModelRef.of(str(tiny_model_dir)), tiny_model_dir, adapter_dir=result.adapter_dir)
+    assert type(model).__name__ == "PeftModelForCausalLM"  # nonlinear: kept as an adapter, never folded
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with model.disable_adapter():
+        base_logits = model(input_ids=ids).logits
+    assert (model(input_ids=ids).logits - base_logits).abs().max() > 1e-3
+
+
+def test_bottleneck_fusion_through_the_merge_config(tmp_path, tiny_model_dir, chat_path):
+    from safetensors.torch import load_file
+
+    from tasks.packaging.merge import MergeConfig, run_merge
+
+    a, b = (_train(tmp_path / str(lr), tiny_model_dir, chat_path, "bottleneck", learning_rate=lr,
+                   bottleneck={"reduction_factor": 8}).adapter_dir for lr in (3e-2, 5e-2))
+    cfg = MergeConfig(method="fusion", sources=[a, b], weights=[0.5, 0.5])
+    fused = run_merge(cfg, ModelRef.of(str(tiny_model_dir)), tmp_path / "fused")
+    down = [v for k, v in load_file(fused / "adapter_model.safetensors").items() if k.endswith("down.weight")]
+    assert down and all(t.shape == (16, 64) for t in down)  # widths 8 + 8
+    with pytest.raises(ValueError, match="cannot be folded"):
+        MergeConfig(method="fusion", sources=[a, b], weights=[0.5, 0.5], fold_into_base=True)
+
+
 @pytest.mark.parametrize("method,lr,peft_type,trainable,weights", [
     ("prefix", 0.3, "PREFIX_TUNING", 20 * 2 * 2 * 32, {"prompt_embeddings": (20, 128)}),
     ("prompt", 0.3, "PROMPT_TUNING", 20 * 64, {"prompt_embeddings": (20, 64)}),
