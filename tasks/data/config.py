@@ -5,7 +5,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tasks.schema import Section
 
-Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "hh_rlhf", "kto"]
+Format = Literal["auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "labelled", "preference", "hh_rlhf",
+                 "kto"]
 PiiType = Literal["EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "CREDENTIAL", "URL_CREDENTIALS", "PERSON"]
 PiiAction = Literal["redact", "drop", "keep"]
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "JP", "BR", "CA", "AU", "ES", "IT", "NL", "IL")

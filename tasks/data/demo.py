@@ -65,6 +65,10 @@ class Content:
     pii_rows: tuple[tuple[str, str], ...]  # (user turn with fake but well-formed PII, assistant answer)
     contamination_user: str  # formatted with the MMLU question and its four options
     contamination_answer: str  # formatted with `letter` and `text` of the right option
+    # for the labelled ticket set (tasks/data/demo_tickets.py), not used here: a user's greeting and sign-off
+    # around a ticket (empty strings weight "none")
+    ticket_openers: tuple[str, ...] = ()
+    ticket_closers: tuple[str, ...] = ()
 
 
 def load_content(path: Path = CONTENT_FILE) -> Content:
@@ -80,7 +84,9 @@ def load_content(path: Path = CONTENT_FILE) -> Content:
                        system_prompts=tuple(raw["system_prompts"]), topics=topics,
                        pii_rows=tuple((r["user"], r["assistant"]) for r in raw["pii_rows"]),
                        contamination_user=raw["contamination"]["user"],
-                       contamination_answer=raw["contamination"]["assistant"])
+                       contamination_answer=raw["contamination"]["assistant"],
+                       ticket_openers=tuple(raw.get("ticket_openers", ())),
+                       ticket_closers=tuple(raw.get("ticket_closers", ())))
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path}: malformed demo content ({type(err).__name__}: {err})") from None
 

@@ -1,7 +1,8 @@
 """Detect a record's format and normalise it to the one row schema every later stage reads.
 
 Row schema: {"id", "source", "messages": [{"role", "content"}], and "chosen"/"rejected" (preference),
-"label" (KTO) or "text" (plain text, messages empty)}.
+"label" (KTO, a bool), "text" (plain text, messages empty) or "text" + "label" (labelled text for
+classification: messages empty, label a non-empty str)}.
 """
 import re
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 KIND = {
     "alpaca": "sft", "sharegpt": "sft", "messages": "sft", "prompt_completion": "sft",
     "preference": "preference", "hh_rlhf": "preference", "kto": "kto", "text": "text",
+    "labelled": "classification",
 }  # fmt: skip
 ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
          "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant"}  # fmt: skip
@@ -38,6 +40,8 @@ def detect(rec: dict[str, Any]) -> str:
         return "alpaca"
     if {"prompt", "completion"} <= keys:
         return "prompt_completion"
+    if {"text", "label"} <= keys:  # after KTO: prompt + completion + label is feedback, not a class
+        return "labelled"
     if "text" in keys:
         return "text"
     raise RowError(f"cannot detect the format from keys {sorted(keys)}")
@@ -58,6 +62,8 @@ def normalise(rec: dict[str, Any], fmt: str, rid: str, source: str) -> dict[str,
         row["messages"] = [_msg("user", _str(rec, "prompt")), _msg("assistant", _str(rec, "completion"))]
     elif fmt == "text":
         row["text"] = _str(rec, "text")
+    elif fmt == "labelled":
+        row["text"], row["label"] = _str(rec, "text"), _class_label(rec)
     elif fmt == "preference":
         row["messages"] = _prompt(rec)
         row["chosen"], row["rejected"] = _reply(rec, "chosen"), _reply(rec, "rejected")
@@ -170,6 +176,22 @@ def _reply(rec: dict[str, Any], key: str) -> str:
             raise RowError(f"field {key!r}: last turn must be the assistant's")
         return turns[-1]["content"]
     return _str(rec, key)
+
+
+def _class_label(rec: dict[str, Any]) -> str:
+    """A class name: a non-empty string (surrounding whitespace dropped), or an int/bool turned into one."""
+    value = rec.get("label")
+    if value is None:
+        raise RowError("missing required field 'label'")
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        value = "true" if value else "false"  # JSON's spelling, so true and "true" are one class
+    elif isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str):
+        raise RowError(f"field 'label' must be a string, integer or boolean, got {type(value).__name__}")
+    if not value.strip():
+        raise RowError("field 'label' is empty")
+    return value.strip()
 
 
 def _label(rec: dict[str, Any]) -> bool:

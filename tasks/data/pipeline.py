@@ -10,6 +10,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
@@ -40,7 +41,9 @@ class PreparedData(BaseModel):
     counts: dict[str, int]
     digest: str
     licenses: dict[str, str]
-    kind: Literal["sft", "preference", "kto", "text"]
+    kind: Literal["sft", "preference", "kto", "text", "classification"]
+    # classification only: rows per label in train.jsonl (upsampled copies included) and validation.jsonl
+    labels: dict[str, dict[str, int]] | None = None
 
 
 BATCH = 8192  # rows per batch through the filters: big enough for numpy, small enough to stay in cache
@@ -105,16 +108,17 @@ def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callab
     if not kept.n:
         raise DataError(f"no rows left after preparation: {dict(ledger.dropped)} dropped of {ledger.rows_in}")
     train, validation = _split(kept.n, cfg)
-    train_rows, upsampled = _write_split(kept, train, validation, cfg, tmp)
+    train_rows, upsampled, labels = _write_split(kept, train, validation, cfg, tmp)
     counts = ledger.counts(kept.n, rows_train=train_rows, rows_validation=len(validation), rows_upsampled=upsampled)
     clock.lap("split")
     validation_summary, docs = validate_rows(kept.frame, cfg.validation, tmp, unique_text=cfg.dedup.enabled)
     clock.lap("validate")
     report = {"kind": kind, "digest": kept.digest.hexdigest(), "counts": counts, "formats": formats,
+              **({"labels": labels} if labels is not None else {}),
               "licenses": licenses, **filters.report(), "validation": validation_summary,
               "timings_s": clock.laps, "config": cfg.model_dump(mode="json")}  # fmt: skip
     (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    return {"counts": counts, "digest": report["digest"], "kind": kind, "docs": docs}
+    return {"counts": counts, "digest": report["digest"], "kind": kind, "labels": labels, "docs": docs}
 
 
 def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -187,33 +191,43 @@ def _split(n: int, cfg: DataConfig) -> tuple[range, set[int]]:
     return range(n), set(random.Random(cfg.seed).sample(range(n), n_val))
 
 
-def _write_split(kept: _KeptRows, rows: range, validation: set[int], cfg: DataConfig, out: Path) -> tuple[int, int]:
-    """Stream the kept rows into train.jsonl and validation.jsonl; (train lines, upsampled copies).
+def _write_split(kept: _KeptRows, rows: range, validation: set[int], cfg: DataConfig,
+                 out: Path) -> tuple[int, int, dict[str, dict[str, int]] | None]:  # fmt: skip
+    """Stream the kept rows into train.jsonl and validation.jsonl; (train lines, upsampled copies, label counts).
 
     Sources with weight > 1 repeat their training rows (ids get a `#rN` suffix); validation is never repeated.
+    Label counts ({"train": {label: rows}, "validation": ...}, labels sorted) only for classification rows.
     """
     weights = {s.name: s.weight for s in cfg.sources}
     sources = kept.frame.columns["source"]
+    labels = kept.frame.columns["label"] if kept.frame.kind == "classification" else None
+    per_label: dict[str, Counter] = {"train": Counter(), "validation": Counter()}
     rng = random.Random(cfg.seed + 1)
     n_train = extra = 0
     with (out / "train.jsonl").open("w", encoding="utf-8") as train, (out / "validation.jsonl").open("w", encoding="utf-8") as val:
         for i, line in zip(rows, kept.lines()):
             if i in validation:
                 val.write(line + "\n")
+                if labels is not None:
+                    per_label["validation"][labels[i]] += 1
                 continue
             train.write(line + "\n")
             n_train += 1
             w = weights[sources[i]]
-            if w <= 1.0:
+            copies = 0 if w <= 1.0 else int(w) - 1 + (rng.random() < w - int(w))
+            if labels is not None:
+                per_label["train"][labels[i]] += 1 + copies
+            if not copies:
                 continue
-            copies = int(w) - 1 + (rng.random() < w - int(w))
             row = json.loads(line)
             for k in range(1, copies + 1):
                 train.write(json.dumps(row | {"id": f"{row['id']}#r{k}"}, ensure_ascii=False, sort_keys=True) + "\n")
             n_train += copies
             extra += copies
     kept.path.unlink()
-    return n_train, extra
+    if labels is None:
+        return n_train, extra, None
+    return n_train, extra, {split: dict(sorted(c.items())) for split, c in per_label.items()}
 
 
 class _Clock:

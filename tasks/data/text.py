@@ -9,7 +9,10 @@ _WORD = re.compile(r"\w+")
 
 
 def fields(row: dict[str, Any]) -> Iterator[tuple[str, int | None, str]]:
-    """(key, message index, text) for every free-text field of a row, in a fixed order."""
+    """(key, message index, text) for every free-text field of a row, in a fixed order.
+
+    A label (KTO's bool, a labelled text's class name) is not free text: PII redaction never touches it,
+    and `map_fields` carries it over unchanged."""
     for i, m in enumerate(row["messages"]):
         yield "messages", i, m["content"]
     for key in ("chosen", "rejected", "text"):
@@ -33,10 +36,14 @@ def normalise_text(s: str) -> str:
 
 
 def canonical(row: dict[str, Any]) -> str:
-    """The whole row as one normalised string; roles and field names take part so structure counts."""
+    """The whole row as one normalised string; roles and field names take part so structure counts.
+
+    A KTO row's label is part of it (one reply judged both ways is two rows). A labelled text's class is not:
+    it is keyed like a plain text row, so one text under two labels is a duplicate and the first row is kept
+    (near dedup would find the pair anyway, and a classifier cannot learn both)."""
     parts = [f"{m['role']}: {m['content']}" for m in row["messages"]]
     parts += [f"{key}: {row[key]}" for key in ("chosen", "rejected", "text") if key in row]
-    if "label" in row:
+    if "label" in row and "text" not in row:
         parts.append(f"label: {row['label']}")
     return normalise_text("\n".join(parts))
 

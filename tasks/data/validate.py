@@ -19,8 +19,10 @@ ROLE_PATTERNS = {
     "kto": r"^(?:system,)?(?:user,assistant,)*user,assistant$",
     "preference": r"^(?:system,)?(?:user,assistant,)*user$",
     "text": r"^$",
+    "classification": r"^$",
 }
-EXTRA_COLUMNS = {"sft": [], "kto": ["label"], "preference": ["chosen_chars", "rejected_chars"], "text": ["text_chars"]}
+EXTRA_COLUMNS = {"sft": [], "kto": ["label"], "preference": ["chosen_chars", "rejected_chars"], "text": ["text_chars"],
+                 "classification": ["text_chars", "label"]}  # fmt: skip
 
 
 class ValidationFrame:
@@ -47,7 +49,7 @@ class ValidationFrame:
         c["min_field_chars"].append(min(len(t.strip()) for _, _, t in fields(row)))
         c["n_tokens"].append(n_tokens)
         c["dedup_key"].append(dedup_key)
-        if self.kind == "kto":
+        if "label" in c:
             c["label"].append(row.get("label"))
         for key in ("chosen", "rejected", "text"):
             if f"{key}_chars" in c:
@@ -79,6 +81,9 @@ def suite_expectations(kind: str, sources: list[str], cfg: ValidationConfig, uni
     exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in EXTRA_COLUMNS[kind] if c.endswith("_chars")]  # reply there
     if kind == "kto":
         exps.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[True, False]))
+    if kind == "classification":  # a class name on every row (the text is min_field_chars' and text_chars')
+        exps += [gxe.ExpectColumnValuesToNotBeNull(column="label"),
+                 gxe.ExpectColumnValueLengthsToBeBetween(column="label", min_value=1)]
     return exps
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tasks.data.formats import RowError, detect, normalise, split_hh
+from tasks.data.formats import KIND, RowError, detect, normalise, split_hh
 
 
 def _n(rec, fmt=None):
@@ -27,6 +27,27 @@ def test_every_format_normalises_to_the_row_schema():
     assert (conv["chosen"], conv["rejected"]) == ("A", "B")
 
 
+def test_text_with_a_label_is_a_labelled_text_but_kto_stays_kto():
+    assert detect({"text": "Where is my invoice?", "label": "billing"}) == "labelled"
+    assert detect({"text": "Where is my invoice?"}) == "text"
+    assert detect({"prompt": "Hi", "completion": "Hello", "label": True}) == "kto"
+    assert detect({"prompt": "Hi", "completion": "Hello", "label": True, "text": "extra"}) == "kto"  # KTO wins
+    assert detect({"messages": [], "text": "t", "label": "x"}) == "messages"  # chat keys come first, as before
+    assert (KIND["labelled"], KIND["text"], KIND["kto"]) == ("classification", "text", "kto")
+
+
+def test_labelled_text_normalises_with_the_label_as_a_string():
+    assert _n({"text": "Where is my invoice?", "label": "billing", "extra": 1}) == {
+        "id": "s:1", "source": "s", "messages": [], "text": "Where is my invoice?", "label": "billing"}
+    assert _n({"text": "t", "label": " billing \n"})["label"] == "billing"  # class names are trimmed
+    assert _n({"text": "t", "label": 3})["label"] == "3"
+    assert _n({"text": "t", "label": 0})["label"] == "0"
+    assert _n({"text": "t", "label": True})["label"] == "true" and _n({"text": "t", "label": False})["label"] == "false"
+    assert _n({"text": "t", "label": "true"})["label"] == "true"  # JSON true and "true" are one class
+    kto = _n({"prompt": "Hi", "completion": "Hello", "label": 1})
+    assert kto["label"] is True and "text" not in kto
+
+
 def test_system_turn_is_kept_first():
     row = _n({"messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"},
                            {"role": "assistant", "content": "Hello"}]})  # fmt: skip
@@ -42,6 +63,12 @@ def test_system_turn_is_kept_first():
     ({"prompt": "Hi", "completion": "x", "label": "maybe"}, "kto", "must be a boolean"),
     ({"chosen": "\n\nHuman: a", "rejected": "b"}, "hh_rlhf", "not an HH-RLHF transcript"),
     ({"foo": 1}, None, "cannot detect the format"),
+    ({"text": "my invoice is wrong", "label": "  "}, None, "field 'label' is empty"),
+    ({"text": "my invoice is wrong", "label": None}, None, "missing required field 'label'"),
+    ({"text": "my invoice is wrong", "label": 1.5}, None, "'label' must be a string, integer or boolean, got float"),
+    ({"text": "my invoice is wrong", "label": ["billing"]}, None, "'label' must be a string, integer or boolean, got list"),
+    ({"text": "   ", "label": "billing"}, None, "field 'text' is empty"),
+    ({"text": 42, "label": "billing"}, None, "field 'text' must be a string, got int"),
 ])  # fmt: skip
 def test_bad_records_raise_row_errors_naming_the_problem(rec, fmt, message):
     with pytest.raises(RowError, match=message):

@@ -61,3 +61,6 @@ def test_sources_of_different_kinds_cannot_be_mixed():
     assert kind_of({"a": "alpaca", "b": "sharegpt"}) == "sft"
     with pytest.raises(DataError, match="mix dataset kinds"):
         kind_of({"a": "alpaca", "b": "hh_rlhf"})
+    assert kind_of({"a": "labelled"}) == "classification"
+    with pytest.raises(DataError, match="mix dataset kinds"):
+        kind_of({"a": "labelled", "b": "text"})

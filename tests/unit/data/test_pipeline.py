@@ -225,3 +225,59 @@ def test_streamed_batches_give_the_same_data_as_one_batch(tmp_path, write_jsonl,
     assert batched.digest == whole.digest and batched.counts == whole.counts and whole.counts["dropped_near_duplicate"] > 0
     report = lambda out: json.loads(out.report_path.read_text())["near_duplicates"]["clusters"]  # noqa: E731
     assert report(batched) == report(whole)
+
+
+def test_labelled_texts_keep_their_labels_through_pii_and_dedup(tmp_path, write_jsonl):
+    a = write_jsonl("a.jsonl", [
+        {"text": "Please send the invoice copy to jane.roe@example.org, thanks", "label": "billing"},
+        {"text": "How do I restore a single file from last night?", "label": "restore"},
+        {"text": "how do I restore a single  file from LAST night?", "label": "restore"},  # exact dup once normalised
+        {"text": "How do I restore a single file from last night?", "label": "billing"},  # same text, other label
+        {"text": "The nightly snapshot fails with SVX-4012 on our S3 bucket", "label": "errors"},
+        {"text": "Can we pay the annual plan by bank transfer instead of card?", "label": " billing "},
+        {"text": "Which port does the agent need open for outbound traffic?", "label": 7},
+    ])  # fmt: skip
+    b = tmp_path / "b.csv"
+    b.write_text("text,label\nOur upgrade from 3.2 to 3.4 stopped halfway through,upgrades\n"
+                 "Is there a discount for nonprofits on the Pro edition?,billing\n", encoding="utf-8")  # fmt: skip
+    seen_kinds = []
+    cfg = _cfg([{"name": "a", "path": str(a), "license": "MIT"}, {"name": "b", "path": str(b), "license": "MIT"}],
+               validation_fraction=0.25)  # fmt: skip
+    out = prepare(cfg, tmp_path / "out", check_kind=seen_kinds.append)
+
+    c = out.counts
+    assert out.kind == "classification" and seen_kinds == ["classification"]
+    assert (c["rows_in"], c["rows_kept"], c["dropped_exact_duplicate"]) == (9, 7, 2)
+    assert (c["rows_train"], c["rows_validation"]) == (5, 2)
+    written = read_jsonl(out.train_path) + read_jsonl(out.validation_path)
+    assert all(set(r) == {"id", "source", "messages", "text", "label"} and r["messages"] == [] for r in written)
+    labels = {r["id"]: r["label"] for r in written}
+    assert labels == {"a:1": "billing", "a:2": "restore", "a:5": "errors", "a:6": "billing", "a:7": "7",
+                      "b:2": "upgrades", "b:3": "billing"}  # fmt: skip
+    email = next(r for r in written if r["id"] == "a:1")
+    assert email["text"] == "Please send the invoice copy to <EMAIL>, thanks" and email["label"] == "billing"
+    assert "jane.roe@example.org" not in "".join(p.read_text() for p in (out.train_path, out.validation_path, out.quarantine_path))
+    quarantined = read_jsonl(out.quarantine_path)
+    assert [(q["id"], q["reason"], q["detail"]) for q in quarantined] == [
+        ("a:3", "exact_duplicate", "same normalised text as a:2"), ("a:4", "exact_duplicate", "same normalised text as a:2")]
+    assert quarantined[1]["row"]["label"] == "billing"  # the dropped conflicting label stays visible
+    report = json.loads(out.report_path.read_text())
+    assert report["labels"] == out.labels and report["pii"]["found"] == {"EMAIL": 1}
+    assert sum(out.labels["train"].values()) == c["rows_train"] and sum(out.labels["validation"].values()) == c["rows_validation"]
+    merged = {k: out.labels["train"].get(k, 0) + out.labels["validation"].get(k, 0) for k in {*out.labels["train"], *out.labels["validation"]}}
+    assert merged == {"billing": 3, "restore": 1, "errors": 1, "7": 1, "upgrades": 1}
+    assert [e["column"] for e in report["validation"]["expectations"]][-2:] == ["label", "label"]
+
+
+def test_labelled_near_duplicates_are_dropped_and_other_kinds_have_no_label_counts(tmp_path, write_jsonl):
+    base = "After the upgrade every nightly snapshot of the database host fails with a timeout talking to the vault"
+    a = write_jsonl("a.jsonl", [{"text": base, "label": "errors"},
+                                {"text": base.replace("nightly", "daily"), "label": "errors"},  # one word edited
+                                {"text": "Can I get an invoice with our company tax number on it?", "label": "billing"}])  # fmt: skip
+    out = prepare(_cfg([{"name": "a", "path": str(a), "license": "MIT"}], validation_fraction=0.0), tmp_path / "out")
+    assert out.counts["dropped_near_duplicate"] == 1 and out.labels == {"train": {"billing": 1, "errors": 1}, "validation": {}}
+    (entry,) = read_jsonl(out.quarantine_path)
+    assert entry["id"] == "a:2" and entry["detail"]["kept"] == "a:1" and entry["row"]["label"] == "errors"
+    t = write_jsonl("t.jsonl", [{"text": "plain text row one"}, {"text": "another plain text row"}])
+    plain = prepare(_cfg([{"name": "t", "path": str(t), "license": "MIT"}]), tmp_path / "plain")
+    assert plain.kind == "text" and plain.labels is None and "labels" not in json.loads(plain.report_path.read_text())

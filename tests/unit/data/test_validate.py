@@ -57,3 +57,18 @@ def test_preference_rows_need_a_prompt_ending_with_the_user(tmp_path):
     rows[0]["messages"].append({"role": "assistant", "content": "oops"})
     with pytest.raises(ValidationFailed, match="roles"):
         validate_rows(frame(rows, [3], "preference"), ValidationConfig(data_docs=False), tmp_path)
+
+
+def test_labelled_texts_need_a_text_and_a_label(tmp_path):
+    rows = [{"id": f"t:{i}", "source": "t", "messages": [], "text": f"ticket {i}", "label": "billing"} for i in range(3)]
+    df = frame(rows, [2] * 3, "classification").to_pandas()
+    assert list(df.columns)[-2:] == ["text_chars", "label"] and df["label"].tolist() == ["billing"] * 3
+    summary, _ = validate_rows(frame(rows, [2] * 3, "classification"), ValidationConfig(data_docs=False), tmp_path)
+    checked = {(e["expectation"], e["column"]) for e in summary["expectations"]}
+    assert {("expect_column_values_to_not_be_null", "label"), ("expect_column_value_lengths_to_be_between", "label"),
+            ("expect_column_values_to_not_be_null", "text_chars")} <= checked  # fmt: skip
+    rows[1]["label"], rows[2]["messages"] = "", [{"role": "user", "content": "x"}]
+    with pytest.raises(ValidationFailed) as err:
+        validate_rows(frame(rows, [2] * 3, "classification"), ValidationConfig(data_docs=False), tmp_path)
+    assert "expect_column_value_lengths_to_be_between(label): 1 unexpected" in str(err.value)
+    assert "expect_column_values_to_match_regex(roles): 1 unexpected" in str(err.value)
