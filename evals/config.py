@@ -31,6 +31,8 @@ class EvalConfig(Section):
     reward_model: str | None = None
     """Reward model judging tuned vs base replies (win-rate with CI): a folder written by the reward recipe, or its
     MLflow model URI (`models:/smollm2-reward-hh@champion`)."""
+    independent_test: Path | None = None
+    """Labelled rows written apart from the training data (classify): accuracy on data nothing was tuned on."""
     benchmarks: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     sample_generations: int = Field(4, ge=0)

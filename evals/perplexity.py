@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -35,16 +36,30 @@ def perplexity(model, batches: Iterable[dict], nothing_scored: str) -> float:
 def chat_perplexity(model, tokenizer, rows: list[list[dict]], max_length: int = 1024, batch_size: int = 8,
                     chat_template: str | None = None) -> float:
     """exp(mean NLL) over assistant tokens of all rows. `chat_template` must carry generation markers."""
-    def batches():
-        for i in tqdm(range(0, len(rows), batch_size), desc="perplexity", leave=False):
-            enc = tokenizer.apply_chat_template(
-                rows[i:i + batch_size], chat_template=chat_template, tokenize=True, return_dict=True,
-                return_assistant_tokens_mask=True, padding=True, truncation=True, max_length=max_length,
-                return_tensors="pt",
-            )
-            yield {**enc, "labels": enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)}
+    nll, counts = chat_row_nll(model, tokenizer, rows, max_length, batch_size, chat_template)
+    if counts.sum() == 0:
+        raise ValueError("no assistant tokens to score")
+    return math.exp(nll.sum() / counts.sum())
 
-    return perplexity(model, batches(), "no assistant tokens to score")
+
+@torch.no_grad()
+def chat_row_nll(model, tokenizer, rows: list[list[dict]], max_length: int = 1024, batch_size: int = 8,
+                 chat_template: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(summed NLL, assistant-token count) per row: per-row scores that two models can be compared on, item by item."""
+    model.eval()
+    sums, counts = [], []
+    for i in tqdm(range(0, len(rows), batch_size), desc="perplexity", leave=False):
+        enc = tokenizer.apply_chat_template(
+            rows[i:i + batch_size], chat_template=chat_template, tokenize=True, return_dict=True,
+            return_assistant_tokens_mask=True, padding=True, truncation=True, max_length=max_length,
+            return_tensors="pt",
+        )
+        labels = enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)[:, 1:]
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        sums += nll.sum(1).tolist()
+        counts += (labels != -100).sum(1).tolist()
+    return np.asarray(sums), np.asarray(counts)
 
 
 @torch.no_grad()

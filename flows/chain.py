@@ -10,20 +10,26 @@ the interrupted one from its last checkpoint. The parent run carries the chain's
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from prefect import flow
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from evals import forgetting
 
 from flows.cli import parse_config
 from flows.finetune import finetune
 from flows.run import DriftGateFailed, tracked_run
-from tasks.config import ChainConfig, PipelineConfig, stage_refs, with_value
+from tasks.config import STAGE_DATA_REFS, ChainConfig, PipelineConfig, stage_refs, with_value
 
 
 def with_stage_outputs(stage: PipelineConfig, done: dict[str, dict]) -> PipelineConfig:
-    """Every `stage:<name>` (init_from, reward models) -> that finished stage's package folder."""
+    """Every `stage:<name>` -> that finished stage's package folder (init_from, reward models, a teacher), or its
+    prepared train split (continual learning's previous task)."""
     for key, name in stage_refs(stage).items():
-        stage = with_value(stage, key, done[name]["package"])
+        output = str(Path(done[name]["run_dir"]) / "data" / "train.jsonl") if key in STAGE_DATA_REFS \
+            else done[name]["package"]
+        stage = with_value(stage, key, output)
     return stage
 
 
@@ -39,6 +45,13 @@ def chain(config: ChainConfig) -> dict:
             except DriftGateFailed as err:
                 logger.set_tags({"gate": "failed", "failed_stage": name})
                 raise DriftGateFailed(f"stage {name}: {err}") from err
+        strategies = {n: s.train.continual.strategy for n, s in config.stages.items() if s.train.continual.previous_data}
+        if strategies:  # continual learning: one table and plot of what each strategy kept of the previous task
+            rows = forgetting.forgetting_rows(done, strategies)
+            for path in forgetting.write(rows, run_dir / "forgetting"):
+                logger.log_artifacts(path, "forgetting")
+            create_markdown_artifact(key="forgetting", markdown=forgetting.markdown(rows),
+                                     description="Forgetting of the previous task per continual-learning strategy")
         logger.set_tags({"gate": "passed", "final_package": done[name]["package"]})
         logger.finish(True)
         create_table_artifact(key="chain-stages", description="Stages of the chain, in order", table=[

@@ -33,7 +33,8 @@ def finetune(config: PipelineConfig, parent: RunRef | None = None) -> dict:
                             model, vocab, data, run_dir / "train", run, config.seed)
         base_eval = run_stage(score_base, config.eval, model, data, run_dir / "eval" / "base", run,
                               config.train.recipe)
-        evaluation = run_stage(evaluate, config.eval, base_eval, model, vocab, trained, data, run_dir / "eval", run)
+        evaluation = run_stage(evaluate, config.eval, base_eval, model, vocab, trained, data, run_dir / "eval", run,
+                               config.train)
         packaged = run_stage(package, config, model, trained, vocab, data, evaluation, run_dir / "package", run)
         return conclude(run, run_dir, evaluation, packaged, final_loss=trained.final_loss)
 

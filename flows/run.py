@@ -50,4 +50,6 @@ def conclude(run: RunRef, run_dir: Path, evaluation, packaged, **summary) -> dic
         raise DriftGateFailed(reason, concluded=True)
     logger.finish(True)
     return {"mlflow_run_id": run.run_id, "run_dir": str(run_dir), "package": str(packaged.package_dir),
-            "registered_version": packaged.version, "aliases": packaged.aliases, "eval": evaluation.tuned, **summary}
+            "registered_version": packaged.version, "aliases": packaged.aliases, "eval": evaluation.tuned,
+            "deltas": {r.metric: {"base": r.base_mean, "tuned": r.tuned_mean, "delta": r.delta, "ci_low": r.ci_low,
+                                  "ci_high": r.ci_high} for r in evaluation.verdict.rows}, **summary}

@@ -111,7 +111,9 @@ class PipelineConfig(_Runnable):
 
 
 # Keys that may name an earlier stage of a chain as `stage:<name>`: the chain replaces them by its package folder.
-STAGE_REFS = ("model.init_from", "train.rl.reward_model", "train.ppo.critic_model", "eval.reward_model")
+STAGE_REFS = ("model.init_from", "train.rl.reward_model", "train.ppo.critic_model", "eval.reward_model",
+              "train.distill.teacher", "train.continual.previous_data")
+STAGE_DATA_REFS = frozenset({"train.continual.previous_data"})  # these take the stage's prepared train split
 
 
 def stage_refs(stage: PipelineConfig) -> dict[str, str]:
@@ -184,6 +186,17 @@ def _read(path: Path) -> dict:
     return raw
 
 
+def _with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The file's sections merged onto its `base:` file's (itself resolved the same way)."""
+    raw = _read(path)
+    if "base" not in raw:
+        return raw
+    base = (path.parent / raw.pop("base")).resolve()
+    if base in seen:
+        raise ConfigError(f"{path}: `base:` files form a cycle through {base}")
+    return _merged(_with_base(base, (*seen, path.resolve())), raw)
+
+
 def _merged(base: dict, over: dict) -> dict:
     """`over` deep-merged onto a copy of `base`: mappings merge, everything else replaces."""
     out = copy.deepcopy(base)
@@ -216,8 +229,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if "stages" in raw:
         return _load_chain(path, raw, overrides)
     if "base" in raw:  # a variant of another file (grpo.yaml of ppo.yaml): its sections, then this file's
-        base = raw.pop("base")
-        raw = _merged(_read(path.parent / base), raw)
+        raw = _with_base(path)
     for override in overrides:
         apply_override(raw, override)
     return _validate(PipelineConfig, raw, path)
@@ -233,7 +245,7 @@ def _load_chain(path: Path, raw: dict, overrides) -> ChainConfig:
     if len(stages) != len(stages_raw):
         raise ConfigError(f"{path}: stage names must be unique")
     base = raw.pop("base", None)
-    shared = _merged(_read(path.parent / base), raw) if base else raw
+    shared = _merged(_with_base(path.parent / base), raw) if base else raw
     own_base = {name: own.pop("base") for name, own in stages.items() if "base" in own}
     common, own_overrides = [], {name: [] for name in stages}
     for override in overrides:  # command-line overrides win over the file: every stage's, or the named stage's
@@ -249,7 +261,7 @@ def _load_chain(path: Path, raw: dict, overrides) -> ChainConfig:
     chain["stages"] = {}
     for name, own in stages.items():
         # a stage's own `base:` file replaces the chain's (mappings such as champion_metrics would otherwise merge)
-        defaults = _merged(_read(path.parent / own_base[name]), raw) if name in own_base else shared
+        defaults = _merged(_with_base(path.parent / own_base[name]), raw) if name in own_base else shared
         stage = _merged(defaults, own)
         for override in common + own_overrides[name]:
             apply_override(stage, override)

@@ -1,7 +1,9 @@
 """Evaluate stages: score the base once (cached across runs), score the tuned model, gate on drift."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from prefect import task
@@ -11,10 +13,12 @@ from pydantic import BaseModel
 
 from evals.config import EvalConfig
 from evals.drift import GateVerdict, MetricRow, drift_gate
+from evals.classification import classification_scores, predict, read_labelled
+from evals.distill import chat_loglik, distill_comparison
 from evals.perplexity import generate_replies
 from evals.preference import implicit_reward, read_pairs
 from evals.reward import accuracy_summary, pairwise_scores
-from evals.suite import Scores, generation_scores, score_model, validation_prompts, write_benchmark_tasks
+from evals.suite import Scores, generation_scores, read_messages, score_model, validation_prompts, write_benchmark_tasks
 from evals.kl import sampled_kl
 from evals.stats import mean_ci, paired_bootstrap, paired_win_rate
 from evals.winrate import RewardJudge
@@ -23,7 +27,7 @@ from tasks.init_from import model_folder
 from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.training.common import Trained
-from tasks.training.config import ONLINE_RL
+from tasks.training.config import ONLINE_RL, Recipe, TrainConfig
 from tasks.training.loading import load_trained
 from tasks.training.templates import training_chat_template
 from tasks.vocab import ExtensionResult
@@ -58,8 +62,14 @@ def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, ou
     return ModelEval(scores=scores, replies=replies)
 
 
+# Recipes whose output is not a causal LM to score like the base: each is measured inside `evaluate` against its own
+# baseline (chance, the majority label, the untrained backbone).
+NO_BASE_SCORES = frozenset({"reward", "classify", "fewshot"})
+
+
 def _data_digest(context, inputs: dict) -> str:
-    return inputs["data"].digest + ("|reward" if inputs.get("recipe") == "reward" else "")
+    recipe = inputs.get("recipe")
+    return inputs["data"].digest + (f"|{recipe}" if recipe in NO_BASE_SCORES else "")
 
 
 # The base model's scores depend on the base, the eval settings and the data, not on the run or on which generative
@@ -72,9 +82,9 @@ BASE_CACHE = (INPUTS - "out_dir" - "run" - "data" - "recipe" + TASK_SOURCE
 @task(name="score_base", cache_policy=BASE_CACHE, persist_result=True)
 def score_base(cfg: EvalConfig, model: ModelRef, data: PreparedData, out_dir: Path, run: RunRef,
                recipe: str = "sft") -> ModelEval:
-    """Score the untouched base model (computed once per base, eval config and data set). A reward model has no
-    base to compare with: its fresh score head is measured against chance (0.5) instead."""
-    if recipe == "reward":
+    """Score the untouched base model (computed once per base, eval config and data set). A reward model, a
+    classifier or a few-shot embedder has no such base: `evaluate` measures it against its own baseline."""
+    if recipe in NO_BASE_SCORES:
         return ModelEval(scores=Scores(means={}), replies=[])
     return _evaluate_model(model.load_model(), model.load_tokenizer(), cfg, data.validation_path, Path(out_dir))
 
@@ -84,24 +94,81 @@ def _evaluate_reward(cfg: EvalConfig, trained: Trained, data: PreparedData, out_
     scores = pairwise_scores(RewardJudge(trained.model_dir), read_pairs(data.validation_path, None))
     d = cfg.drift
     summary = accuracy_summary(scores, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
-    low, high, acc = summary["reward_accuracy_ci_low"], summary["reward_accuracy_ci_high"], summary["reward_accuracy"]
-    passed = low > 0.5
-    row = MetricRow(metric="reward_accuracy", n=int(summary["reward_pairs"]), base_mean=0.5, tuned_mean=acc,
-                    delta=acc - 0.5, ci_low=low - 0.5, ci_high=high - 0.5, threshold=None, blocked=not passed)
-    reasons = [] if passed else [f"reward_accuracy {acc:.3f} (CI [{low:.3f}, {high:.3f}]) is not above chance (0.5)"]
+    verdict = _above_baseline("reward_accuracy", summary, "reward_accuracy", 0.5, "chance", int(summary["reward_pairs"]), d)
     return EvalResult(base={"reward_accuracy": 0.5}, tuned=summary, report_path=out_dir / "eval_report.json",
-                      verdict=GateVerdict(passed=passed, reasons=reasons, rows=[row], confidence=d.confidence),
-                      samples=[])
+                      verdict=verdict, samples=[])
+
+
+def _above_baseline(metric: str, summary: dict[str, float], key: str, baseline: float, baseline_name: str, n: int,
+                    d) -> GateVerdict:
+    """The gate of a model measured against a fixed baseline: the interval of `summary[key]` must lie above it."""
+    est, low, high = summary[key], summary[f"{key}_ci_low"], summary[f"{key}_ci_high"]
+    passed = low > baseline
+    row = MetricRow(metric=metric, n=n, base_mean=baseline, tuned_mean=est, delta=est - baseline,
+                    ci_low=low - baseline, ci_high=high - baseline, threshold=None, blocked=not passed)
+    reasons = [] if passed else [f"{metric} {est:.3f} (CI [{low:.3f}, {high:.3f}]) is not above {baseline_name} "
+                                 f"({baseline:.3f})"]
+    return GateVerdict(passed=passed, reasons=reasons, rows=[row], confidence=d.confidence)
+
+
+def _evaluate_classifier(cfg: EvalConfig, trained: Trained, data: PreparedData, out_dir: Path) -> EvalResult:
+    """Accuracy and macro-F1 with intervals on the held-out split, and on `eval.independent_test` (rows written
+    apart from the training data) when set; the gate asks that held-out accuracy lie above the majority label."""
+    d = cfg.drift
+    texts, truth = read_labelled(data.validation_path)
+    _, train_labels = read_labelled(data.train_path)
+    predicted = predict(trained.model_dir, texts)
+    kw = dict(n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
+    summary = classification_scores(truth, predicted, train_labels, prefix="classify_", **kw)
+    if cfg.independent_test:
+        test_texts, test_truth = read_labelled(cfg.independent_test)
+        summary |= classification_scores(test_truth, predict(trained.model_dir, test_texts), train_labels,
+                                         prefix="classify_independent_", **kw)
+    majority = summary["classify_majority_baseline"]
+    verdict = _above_baseline("classify_accuracy", summary, "classify_accuracy", majority, "the majority label",
+                              len(truth), d)
+    samples = [{"prompt": t, "base": f"(expected) {y}", "tuned": p}
+               for t, y, p in list(zip(texts, truth, predicted))[:cfg.sample_generations or 8]]
+    return EvalResult(base={"classify_accuracy": majority}, tuned=summary, report_path=out_dir / "eval_report.json",
+                      verdict=verdict, samples=samples)
+
+
+def _evaluate_fewshot(cfg: EvalConfig, train: TrainConfig, model: ModelRef, vocab: ExtensionResult,
+                      trained: Trained, data: PreparedData, out_dir: Path) -> EvalResult:
+    """N-way K-shot accuracy on the classes meta-training never saw, for the tuned and the untrained backbone on
+    the same episodes; the gate asks that the tuned interval lie above chance (1 / n_ways)."""
+    from tasks.training.fewshot import fewshot_evaluation, load_labelled
+
+    split = json.loads((trained.history_path.parent / "classes.json").read_text())
+    rows = [r for path in (data.train_path, data.validation_path) for r in load_labelled(path)
+            if r["label"] in split["held_out"]]
+    tuned_model, tokenizer = load_trained(model, vocab.tokenizer_dir, trained.adapter_dir, trained.model_dir)
+    d = cfg.drift
+    summary = fewshot_evaluation(model.load_model(), tuned_model, tokenizer, rows, split["held_out"], train.fewshot,
+                                 train.max_length, d.seed, n_resamples=d.n_resamples, confidence=d.confidence)
+    chance = summary["fewshot_chance"]
+    verdict = _above_baseline("fewshot_accuracy", summary, "fewshot_acc_tuned", chance, "chance",
+                              int(summary["fewshot_episodes"]), d)
+    return EvalResult(base={"fewshot_accuracy": summary["fewshot_acc_base"], "chance": chance}, tuned=summary,
+                      report_path=out_dir / "eval_report.json", verdict=verdict, samples=[])
 
 
 @task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True)
 def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: ExtensionResult, trained: Trained,
-             data: PreparedData, out_dir: Path, run: RunRef) -> EvalResult:
-    """Score the tuned model (adapter or full weights) on the base's items, gate on paired drift, log it all."""
+             data: PreparedData, out_dir: Path, run: RunRef, train: TrainConfig | None = None) -> EvalResult:
+    """Score the tuned model (adapter or full weights) on the base's items, gate on paired drift, log it all.
+    `train` (the run's training section) tells the recipe-specific measures what they need."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = _evaluate_reward(cfg, trained, data, out_dir) if trained.recipe == "reward" else _compare(
-        cfg, base, model, vocab, trained, data, out_dir, run.tracking_uri)
+    train = train or TrainConfig(recipe=trained.recipe if trained.recipe in get_args(Recipe) else "sft")
+    if trained.recipe == "reward":
+        result = _evaluate_reward(cfg, trained, data, out_dir)
+    elif trained.recipe == "classify":
+        result = _evaluate_classifier(cfg, trained, data, out_dir)
+    elif trained.recipe == "fewshot":
+        result = _evaluate_fewshot(cfg, train, model, vocab, trained, data, out_dir)
+    else:
+        result = _compare(cfg, base, model, vocab, trained, data, out_dir, run.tracking_uri, train)
     result.report_path.write_text(result.model_dump_json(indent=1))
 
     logger, verdict = run.logger(), result.verdict
@@ -118,12 +185,26 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
 
 
 def _compare(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: ExtensionResult, trained: Trained,
-             data: PreparedData, out_dir: Path, tracking_uri: str) -> EvalResult:
-    """The tuned causal LM on the base's items: benchmarks, perplexity or held-out pairs, generations, drift gate."""
+             data: PreparedData, out_dir: Path, tracking_uri: str, train: TrainConfig) -> EvalResult:
+    """The tuned causal LM on the base's items: benchmarks, perplexity or held-out pairs, generations, drift gate;
+    plus the previous task's held-out rows for continual learning, and the SFT twin for distillation."""
     validation_path = data.validation_path
     tuned_model, tokenizer = load_trained(model, vocab.tokenizer_dir, trained.adapter_dir, trained.model_dir)
     tuned = _evaluate_model(tuned_model, tokenizer, cfg, validation_path, out_dir / "tuned")
     base_items, tuned_items = base.scores.per_item(), tuned.scores.per_item()
+    template = training_chat_template(tokenizer) or tokenizer.chat_template
+    if train.continual.previous_data:  # forgetting: the previous task before (the starting model) and after
+        rows = read_messages(previous_validation(train.continual.previous_data), cfg.perplexity_max_rows)
+        before = chat_loglik(model.load_model(), tokenizer, rows, template)
+        after = chat_loglik(tuned_model, tokenizer, rows, template)
+        base_items["prev_task_loglik"], tuned_items["prev_task_loglik"] = before, after
+        base.scores.means["prev_task_perplexity"] = float(np.exp(-before.mean()))
+        tuned.scores.means["prev_task_perplexity"] = float(np.exp(-after.mean()))
+        if train.continual.previous_accuracy:
+            base_items["prev_task_accuracy"] = exact_match(model.load_model(), tokenizer, rows)
+            tuned_items["prev_task_accuracy"] = exact_match(tuned_model, tokenizer, rows)
+    if trained.baseline_model_dir is not None:  # distillation: vs the same student trained by SFT, vs the teacher
+        tuned.scores.means.update(distill_comparison(tuned_model, trained, tokenizer, validation_path, template, cfg))
     verdict = drift_gate(base_items, tuned_items, cfg.drift)
     if "pref_margin" in base_items:  # preference data: DPO's implicit reward (per unit β) on held-out pairs
         tuned.scores.means.update(implicit_reward(base_items["pref_margin"], tuned_items["pref_margin"]))
@@ -159,6 +240,20 @@ def kl_to_reference(tuned_model, reference, tokenizer, prompts: list[list[dict]]
     ci = mean_ci(kls, n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
     return {"kl_to_reference": ci.estimate, "kl_to_reference_ci_low": ci.low, "kl_to_reference_ci_high": ci.high,
             "kl_to_reference_per_token": float(kls.sum() / max(lengths.sum(), 1))}
+
+
+def exact_match(model, tokenizer, rows: list[list[dict]]) -> np.ndarray:
+    """Per row: does the greedy reply to the prompt equal the reference reply (case and spaces aside)?"""
+    replies = generate_replies(model, tokenizer, [r[:-1] for r in rows], max_new_tokens=16)
+    return np.asarray([" ".join(a.lower().split()) == " ".join(r[-1]["content"].lower().split())
+                       for a, r in zip(replies, rows)], dtype=float)
+
+
+def previous_validation(previous_data: str) -> Path:
+    """The previous task's held-out rows: the `validation.jsonl` beside its prepared train split, else the file."""
+    path = Path(previous_data)
+    held_out = path.with_name("validation.jsonl")
+    return held_out if held_out.is_file() and held_out != path else path
 
 
 def _markdown(result: EvalResult) -> str:

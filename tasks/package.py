@@ -21,6 +21,9 @@ from tasks.training.common import Trained
 from tasks.vocab import ExtensionResult
 
 
+KINDS = {"reward": "reward_model", "classify": "classifier", "fewshot": "embedder"}  # registry tag; else generator
+
+
 class PackageResult(BaseModel):
     package_dir: Path
     merged_model_dir: Path | None = None
@@ -73,7 +76,7 @@ def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, d
 
     mlflow_dir = out_dir / "mlflow_model"
     shutil.rmtree(mlflow_dir, ignore_errors=True)
-    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model, full_weights, reward=trained.recipe == "reward")
+    save_pyfunc(mlflow_dir, pkg, tokenizer_dir, model, full_weights, recipe=trained.recipe)
     logger.log_artifacts(mlflow_dir, "model")
     client = logger.client
     name = cfg.registered_model_name
@@ -81,7 +84,7 @@ def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, d
         client.create_registered_model(name, description="Adapters produced by the tuneforge finetune flow")
     source = f"{client.get_run(run.run_id).info.artifact_uri}/model"
     version = client.create_model_version(name, source, run_id=run.run_id, tags={
-        "recipe": trained.recipe, "kind": "reward_model" if trained.recipe == "reward" else "generator",
+        "recipe": trained.recipe, "kind": KINDS.get(trained.recipe, "generator"),
         "method": method, "data_digest": data.digest,
         "base_model": model.name_or_path})
     actions = promote(client, name, version.version, evaluation.tuned, evaluation.verdict.passed,

@@ -1,6 +1,7 @@
 """Generate the embedded labelled demo set: Stratovault support tickets, each labelled with its topic.
 
     python -m tasks.data.demo_tickets --out conf/data/demo_tickets.jsonl
+    python -m tasks.data.demo_tickets --triage --out conf/data/demo_triage.jsonl   # the same, as chat rows
 
 The tickets are the user turns of the demo support set (tasks/data/demo.py, same content file): one row per
 (topic, ask, slot) combination, the ask formatted with the slot's fields, labelled with the topic's name. A seeded
@@ -116,6 +117,16 @@ def build(seed: int = SEED, content: demo.Content | None = None) -> list[dict[st
     return rows
 
 
+TRIAGE_SYSTEM = "Reply with the topic of the support ticket, nothing else."
+
+
+def as_triage_chats(rows: list[dict[str, str]]) -> list[dict]:
+    """The tickets as a generation task (continual learning's first task): the reply is the topic's name, so exact
+    match is its accuracy."""
+    return [{"messages": [{"role": "system", "content": TRIAGE_SYSTEM}, {"role": "user", "content": r["text"]},
+                          {"role": "assistant", "content": r["label"]}]} for r in rows]
+
+
 def label_counts(rows: list[dict[str, str]]) -> dict[str, int]:
     """Rows per label, in the order labels first appear."""
     return dict(Counter(r["label"] for r in rows))
@@ -125,8 +136,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("conf/data/demo_tickets.jsonl"), help="JSONL file to write")
     parser.add_argument("--seed", type=int, default=SEED, help="the committed file uses the default")
+    parser.add_argument("--triage", action="store_true", help="write chat rows whose reply is the topic (SFT)")
     args = parser.parse_args(argv)
     rows = build(args.seed)
+    if args.triage:
+        args.out.write_text(demo.render(as_triage_chats(rows)), encoding="utf-8")
+        print(f"wrote {len(rows)} triage chats to {args.out}")
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(demo.render(rows), encoding="utf-8")
     counts = label_counts(rows)

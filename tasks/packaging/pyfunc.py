@@ -46,12 +46,28 @@ class RewardModel(mlflow.pyfunc.PythonModel):
         return self.judge.score([r["prompt"] for r in model_input], [r["reply"] for r in model_input]).tolist()
 
 
-def save_pyfunc(path, weights_dir, tokenizer_dir, base: ModelRef, full_weights: bool, reward: bool = False) -> None:
-    """An adapter is stored with a reference to its base; full-weight methods and reward models store the whole
-    model."""
-    if reward:
+class ClassifierModel(mlflow.pyfunc.PythonModel):
+    """A registered text classifier (recipe classify): `predict(["text", ...])` -> one label per text."""
+
+    def load_context(self, context):
+        self.model_dir = context.artifacts["model"]
+
+    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+        from evals.classification import predict
+
+        return predict(self.model_dir, list(model_input))
+
+
+# recipes whose package is a whole scoring model with its own pyfunc entry point (not a generator)
+_SCORERS = {"reward": "pyfunc_reward.py", "classify": "pyfunc_classifier.py"}
+
+
+def save_pyfunc(path, weights_dir, tokenizer_dir, base: ModelRef, full_weights: bool, recipe: str = "sft") -> None:
+    """An adapter is stored with a reference to its base; full-weight methods, reward models and classifiers
+    store the whole model."""
+    if recipe in _SCORERS:
         mlflow.pyfunc.save_model(
-            path=str(path), python_model=str(Path(__file__).with_name("pyfunc_reward.py")),
+            path=str(path), python_model=str(Path(__file__).with_name(_SCORERS[recipe])),
             artifacts={"model": str(weights_dir)}, pip_requirements=_REQUIREMENTS)
         return
     mlflow.pyfunc.save_model(

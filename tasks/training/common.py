@@ -19,6 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from tasks.model import ModelRef
 from tasks.training.callbacks import AdaLoRABudget, MLflowMetrics, peak_memory_mb
 from tasks.training.config import FULL_WEIGHT, TrainConfig
+from tasks.training.continual import attach as attach_continual
 from tasks.training.methods import apply_method, count_parameters, load_base
 from tasks.training.optim import build_optimizer
 from tasks.training.templates import training_chat_template
@@ -35,6 +36,8 @@ class Trained(BaseModel):
     model_dir: Path | None = None
     """Full model + tokenizer as safetensors (full, partial, galore); load it as a plain model."""
     history_path: Path | None = None
+    teacher_dir: Path | None = None  # distill: the teacher the student learned from (evaluation compares speed)
+    baseline_model_dir: Path | None = None  # distill: the same student trained by plain SFT, for the comparison
 
 
 class TrainResult(Trained):
@@ -154,7 +157,8 @@ def trainer_callbacks(cfg: TrainConfig, logger=None, extra: list | None = None) 
 
 def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_dataset, logger=None,
                  callbacks: list | None = None, **recipe_kwargs):
-    """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the step budget."""
+    """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the step budget, and
+    `train.continual`'s EWC or LwF term on the loss (before `train()`, so before a checkpoint is loaded)."""
     trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                           callbacks=trainer_callbacks(cfg, logger, callbacks),
                           optimizers=(build_optimizer(model, cfg), None), **recipe_kwargs)
@@ -165,6 +169,7 @@ def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_da
         # is the same reference, without the copy's memory or its extra forward pass.
         trainer.model.delete_adapter("ref")
     set_total_steps(trainer, cfg)
+    attach_continual(trainer, cfg, logger)
     return trainer
 
 

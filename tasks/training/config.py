@@ -23,6 +23,7 @@ LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
 PROMPT_LEARNING = frozenset({"prefix", "prompt", "ptuning"})
 FULL_WEIGHT = frozenset({"full", "partial", "galore"})  # no adapter: the whole model is saved
 RL_METHODS = LORA_FAMILY | {"ia3", "full", "partial"}  # token positions unchanged (no virtual tokens), plain AdamW
+TASK_HEAD_METHODS = LORA_FAMILY - {"qlora"} | {"full", "partial"}  # classify/fewshot: pooled states, no virtual tokens
 TargetModules = list[str] | Literal["all-linear"]
 
 
@@ -276,6 +277,9 @@ class ContinualConfig(Section):
     replay_fraction: float = Field(0.25, gt=0, lt=1)  # share of each epoch's rows drawn from the previous task
     lwf_alpha: float = Field(1.0, ge=0)  # weight of the distillation term
     lwf_temperature: float = Field(2.0, gt=0)
+    previous_accuracy: bool = False
+    """The previous task's replies are labels (e.g. a topic): evaluation also scores exact match of generated replies
+    on its held-out rows, before and after."""
 
     @model_validator(mode="after")
     def _needs_previous(self):
@@ -390,6 +394,15 @@ class TrainConfig(Section):
             if self.recipe == "ppo" and self.batch_size % self.ppo.num_mini_batches:
                 raise ValueError(f"ppo.num_mini_batches ({self.ppo.num_mini_batches}) must divide batch_size "
                                  f"({self.batch_size})")
+        if self.recipe == "distill" and self.method not in FULL_WEIGHT:
+            raise ValueError(f"recipe distill trains the student whole (method full, partial or galore), not "
+                             f"method={self.method}: the student is a new model and ships as one")
+        if self.recipe in ("classify", "fewshot") and self.method not in TASK_HEAD_METHODS:
+            raise ValueError(f"recipe {self.recipe} trains with {', '.join(sorted(TASK_HEAD_METHODS))}, not "
+                             f"method={self.method}")
+        from tasks.training.continual import check_continual
+
+        check_continual(self.recipe, self.continual.strategy)
         if self.recipe == "kto" and self.batch_size < 2:
             raise ValueError("recipe kto needs batch_size >= 2: its KL term pairs each reply with another prompt's "
                              "reply in the same batch")

@@ -15,6 +15,7 @@ from tasks.model import ModelRef
 from tasks.training.adapters import adalora_loss
 from tasks.training.common import TrainResult, load_for_training, make_trainer, run_trainer, training_args
 from tasks.training.config import TrainConfig
+from tasks.training.continual import training_data
 
 
 def load_messages(path: Path):
@@ -37,6 +38,7 @@ def build_trainer(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
                   logger=None, seed: int = 0, eval_path: Path | None = None,
                   callbacks: list | None = None) -> SFTTrainer:
     """Tokenizer, model with the method applied, optimizer and data set, ready to `train()`."""
+    train_path = training_data(cfg, train_path, out_dir, seed, logger)  # train.continual.strategy=replay: mixed rows
     policy, tokenizer = load_for_training(cfg, model, tokenizer_dir, seed, marked_template=cfg.assistant_only_loss)
     extra = {"compute_loss_func": adalora_loss(policy, cfg.adalora.orth_reg_weight)} if cfg.method == "adalora" else {}
     return make_trainer(SFTTrainer, cfg, policy, tokenizer, sft_args(cfg, Path(out_dir), seed),

@@ -1,0 +1,53 @@
+"""A trained classifier on labelled texts: accuracy and macro-F1, each with a bootstrap interval, against the
+majority-class baseline."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from evals.stats import mean_ci
+
+
+def read_labelled(path: Path) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a JSONL file of {"text", "label"} rows."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [r["text"] for r in rows], [str(r["label"]) for r in rows]
+
+
+@torch.no_grad()
+def predict(model_dir: Path, texts: list[str], batch_size: int = 16, max_length: int = 256) -> list[str]:
+    """The label a sequence-classification folder gives each text."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        out += [model.config.id2label[int(j)] for j in model(**enc).logits.argmax(-1)]
+    return out
+
+
+def classification_scores(truth: list[str], predicted: list[str], train_labels: list[str], *, n_resamples: int,
+                          confidence: float, seed: int, prefix: str = "") -> dict[str, float]:
+    """Accuracy and macro-F1 (over the labels present in `truth`) with percentile bootstrap intervals, and the
+    accuracy of always answering the most frequent training label."""
+    t, p = np.asarray(truth), np.asarray(predicted)
+    acc = mean_ci((t == p).astype(float), n_resamples=n_resamples, confidence=confidence, seed=seed)
+    labels = sorted(set(truth))
+    rng = np.random.default_rng(seed)
+    f1s = [f1_score(t[idx], p[idx], labels=labels, average="macro", zero_division=0)
+           for idx in rng.integers(0, len(t), size=(n_resamples, len(t)))]
+    alpha = 1 - confidence
+    majority = max(set(train_labels), key=train_labels.count)
+    return {f"{prefix}accuracy": acc.estimate, f"{prefix}accuracy_ci_low": acc.low,
+            f"{prefix}accuracy_ci_high": acc.high,
+            f"{prefix}macro_f1": float(f1_score(t, p, labels=labels, average="macro", zero_division=0)),
+            f"{prefix}macro_f1_ci_low": float(np.quantile(f1s, alpha / 2)),
+            f"{prefix}macro_f1_ci_high": float(np.quantile(f1s, 1 - alpha / 2)),
+            f"{prefix}majority_baseline": float(np.mean(t == majority)), f"{prefix}n": float(len(t))}
