@@ -197,11 +197,17 @@ def _with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merged(_with_base(base, (*seen, path.resolve())), raw)
 
 
+# Mappings keyed by user-chosen names (metrics, parameter groups), not config sections: a variant file states the
+# whole mapping (`max_drop: {}` means no thresholds, not "the base file's thresholds").
+WHOLE_MAPPINGS = frozenset({"champion_metrics", "max_drop", "layer_lrs", "layer_wise_lr"})
+
+
 def _merged(base: dict, over: dict) -> dict:
-    """`over` deep-merged onto a copy of `base`: mappings merge, everything else replaces."""
+    """`over` deep-merged onto a copy of `base`: sections merge, everything else (WHOLE_MAPPINGS too) replaces."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict) and k not in WHOLE_MAPPINGS
+        out[k] = _merged(out[k], v) if merge else copy.deepcopy(v)
     return out
 
 

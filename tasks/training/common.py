@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from functools import cache
 from pathlib import Path
@@ -202,6 +203,25 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     while (last := get_last_checkpoint(str(checkpoints))) and not (Path(last) / "trainer_state.json").is_file():
         shutil.rmtree(last)
     return last
+
+
+def last_step_checkpoint(folder: Path) -> tuple[Path | None, dict | None]:
+    """(path, state) of the newest `step-N.pt` that `save_step_checkpoint` wrote under `folder`, or (None, None).
+    For the hand-written training loops (PPO, few-shot) that have no HF checkpoint folders."""
+    found = sorted(Path(folder).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    if not found:
+        return None, None
+    return found[-1], torch.load(found[-1], weights_only=True)  # tensors and plain values only: loading runs no code
+
+
+def save_step_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> None:
+    """`folder/step-N.pt`, written to a temporary name and renamed, so a kill while saving never leaves a half
+    checkpoint; only the newest `keep` are kept."""
+    tmp = folder / f".step-{step}.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / f"step-{step}.pt")
+    for old in sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[:-keep]:
+        old.unlink()
 
 
 def save_trained(model, tokenizer, cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, Path | None]:

@@ -309,12 +309,13 @@ class FewShotConfig(Section):
     n_queries: int = Field(15, gt=0)  # per class
     meta_batch_size: int = Field(4, gt=0)  # episodes per optimizer step
     held_out_classes: int = Field(8, gt=0)  # classes kept out of meta-training, for the evaluation
+    held_out: list[str] = []  # or exactly these classes (then held_out_classes is not read)
     eval_episodes: int = Field(100, gt=0)
     pooling: Literal["mean", "last"] = "mean"  # over the non-padding tokens of the last hidden state
 
     @model_validator(mode="after")
     def _enough_held_out(self):
-        if self.held_out_classes < self.n_ways:
+        if len(self.held_out or range(self.held_out_classes)) < self.n_ways:
             raise ValueError(f"fewshot.held_out_classes ({self.held_out_classes}) must be >= n_ways "
                              f"({self.n_ways}): evaluation episodes draw n_ways held-out classes")
         return self

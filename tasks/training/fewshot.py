@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from transformers import get_scheduler
 from evals.stats import mean_ci, paired_bootstrap
 from tasks.model import ModelRef
 from tasks.training.callbacks import peak_memory_mb
-from tasks.training.common import TrainResult, load_for_training, precision_flags, save_trained
+from tasks.training.common import (TrainResult, last_step_checkpoint, load_for_training, precision_flags,
+                                   save_step_checkpoint, save_trained)
 from tasks.training.config import FewShotConfig, TrainConfig
 from tasks.training.methods import count_parameters
 from tasks.training.optim import build_optimizer
@@ -51,8 +51,9 @@ def load_labelled(path: Path) -> list[dict]:
 
 
 def split_classes(labels: list[str], n_held_out: int, seed: int, *, n_ways: int = 1,
-                  min_rows: int = 1) -> tuple[list[str], list[str]]:
-    """(training classes, held-out classes), each sorted; the same labels and seed always give the same split.
+                  min_rows: int = 1, fixed: list[str] = ()) -> tuple[list[str], list[str]]:
+    """(training classes, held-out classes), each sorted; the same labels and seed always give the same split, and
+    `fixed` names the held-out classes outright.
 
     Both sides must fill episodes: n_ways training classes at least (held_out_classes >= n_ways is FewShotConfig's
     check), every class with >= min_rows rows (n_shots + n_queries), or support and query would share rows.
@@ -60,6 +61,10 @@ def split_classes(labels: list[str], n_held_out: int, seed: int, *, n_ways: int 
     counts: dict[str, int] = {}
     for label in labels:
         counts[label] = counts.get(label, 0) + 1
+    if fixed:
+        if missing := sorted(set(fixed) - set(counts)):
+            raise ValueError(f"fewshot.held_out: no rows labelled {missing}")
+        n_held_out = len(fixed)
     if len(counts) < n_held_out + n_ways:
         raise ValueError(f"fewshot: {len(counts)} classes in the data, but held_out_classes={n_held_out} plus "
                          f"n_ways={n_ways} for meta-training need at least {n_held_out + n_ways}")
@@ -68,7 +73,8 @@ def split_classes(labels: list[str], n_held_out: int, seed: int, *, n_ways: int 
         raise ValueError(f"fewshot: every class needs n_shots + n_queries = {min_rows} rows for an episode; {listed}")
     classes = sorted(counts)
     random.Random(seed).shuffle(classes)
-    return sorted(classes[n_held_out:]), sorted(classes[:n_held_out])
+    held_out = sorted(fixed) if fixed else sorted(classes[:n_held_out])
+    return sorted(set(classes) - set(held_out)), held_out
 
 
 def rows_by_class(rows: list[dict], classes: list[str]) -> dict[str, list[int]]:
@@ -196,7 +202,7 @@ def train_fewshot(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
     checkpoints.mkdir(parents=True, exist_ok=True)
     rows = load_labelled(train_path)
     train_classes, held_out = split_classes([r["label"] for r in rows], fs.held_out_classes, seed, n_ways=fs.n_ways,
-                                            min_rows=fs.n_shots + fs.n_queries)
+                                            min_rows=fs.n_shots + fs.n_queries, fixed=fs.held_out)
     (out_dir / "classes.json").write_text(json.dumps({"train": train_classes, "held_out": held_out}, indent=1))
     texts, by_class = [r["text"] for r in rows], rows_by_class(rows, train_classes)
 
@@ -215,9 +221,8 @@ def train_fewshot(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
         logger.log_metrics({"train/trainable_params": trainable, "train/total_params": total})
 
     history, start, tokens = [], 0, 0
-    resumed = next(reversed(_checkpoints(checkpoints)), None)
+    resumed, state = last_step_checkpoint(checkpoints)
     if resumed:
-        state = torch.load(resumed, weights_only=True)  # tensors and plain values only: loading runs no code
         with torch.no_grad():
             for name, p in net.named_parameters():
                 if name in state["trainable"]:
@@ -252,7 +257,7 @@ def train_fewshot(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
             _log(history[logged:], logger)
             logged = len(history)
         if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps:
-            _save_checkpoint(checkpoints, step + 1, {
+            save_step_checkpoint(checkpoints, step + 1, {
                 "step": step + 1, "history": history, "rng": torch.get_rng_state(),
                 "trainable": {n: p.detach().cpu() for n, p in net.named_parameters() if p.requires_grad},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
@@ -279,18 +284,6 @@ def _log(window: list[dict], logger) -> None:
           flush=True)
 
 
-def _checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    return sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
-def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> None:
-    """Written to a temporary name and renamed, so a kill while saving never leaves a half checkpoint."""
-    tmp = folder / f".step-{step}.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / f"step-{step}.pt")
-    for old in _checkpoints(folder)[:-keep]:
-        old.unlink()
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------------------

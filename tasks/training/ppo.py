@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, sel
 
 from tasks.model import ModelRef
 from tasks.training.callbacks import KLDivergenceCallback, MLflowMetrics, RewardKLPlot, peak_memory_mb
-from tasks.training.common import TrainResult, load_for_training, load_reference, precision_flags, save_trained
+from tasks.training.common import (TrainResult, last_step_checkpoint, load_for_training, load_reference, precision_flags,
+                                   save_step_checkpoint, save_trained)
 from tasks.training.config import PPOConfig, TrainConfig
 from tasks.training.methods import count_parameters
 from tasks.training.rl import Reward, load_prompts
@@ -331,10 +331,6 @@ def _batch(prompts: list, step: int, size: int, seed: int) -> list:
     return out
 
 
-def _checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    return sorted(folder.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-
 
 def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path: Path, out_dir: Path, *,
               logger=None, seed: int = 0, callbacks: list | None = None, reward: Reward | None = None) -> TrainResult:
@@ -354,9 +350,8 @@ def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path
     callbacks = [c for c in callbacks if c is not None]
 
     history, start = [], 0
-    resumed = next(reversed(_checkpoints(checkpoints)), None)
+    resumed, state = last_step_checkpoint(checkpoints)
     if resumed:
-        state = torch.load(resumed, weights_only=True)  # tensors and plain values only: loading runs no code
         ppo.load_state_dict(state)
         history, start = state["history"], state["step"]
     steps = min(cfg.max_steps, math.ceil(cfg.epochs * len(prompts) / cfg.batch_size))  # as the other recipes stop
@@ -374,7 +369,7 @@ def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path
             print(f"ppo step {step + 1}/{steps}: reward {stats['reward']:+.3f}  kl {stats['kl']:.4f}  "
                   f"loss {stats['loss']:.4f}  length {stats['completions/mean_length']:.0f}", flush=True)
         if (step + 1) % cfg.save_steps == 0 or control.should_training_stop or step + 1 == steps:
-            _save_checkpoint(checkpoints, step + 1, ppo.state_dict(step + 1, history))
+            save_step_checkpoint(checkpoints, step + 1, ppo.state_dict(step + 1, history))
         if control.should_training_stop:
             break
     for cb in callbacks:
@@ -389,11 +384,3 @@ def train_ppo(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path
         train_runtime_s=time.perf_counter() - began, peak_memory_mb=peak_memory_mb(),
         resumed_from=str(resumed) if resumed else None)
 
-
-def _save_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) -> None:
-    """Written to a temporary name and renamed, so a kill while saving never leaves a half checkpoint."""
-    tmp = folder / f".step-{step}.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / f"step-{step}.pt")
-    for old in _checkpoints(folder)[:-keep]:
-        old.unlink()

@@ -135,3 +135,41 @@ def test_a_variant_file_is_its_base_with_its_own_sections_on_top():
     ppo = load_config(CONF / "smollm2" / "ppo.yaml")
     assert grpo.train.recipe == "grpo" and grpo.run_name == "smollm2-grpo-hh"
     assert grpo.data == ppo.data and grpo.train.rl == ppo.train.rl and grpo.train.lora == ppo.train.lora
+
+
+def test_variant_files_chain_and_state_metric_mappings_whole():
+    fewshot = load_config(CONF / "smollm2" / "fewshot.yaml")  # base: classify.yaml, whose base is lora.yaml
+    classify = load_config(CONF / "smollm2" / "classify.yaml")
+    assert fewshot.data == classify.data and fewshot.model == load_config(CONF / "smollm2" / "lora.yaml").model
+    assert classify.package.champion_metrics == {"classify_accuracy": "max"}  # not merged with lora.yaml's perplexity
+    assert classify.eval.drift.max_drop == {}
+
+
+def test_base_files_in_a_cycle_are_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_continual_chain_resolves_the_previous_task_to_its_prepared_rows(tmp_path):
+    from flows.chain import with_stage_outputs
+
+    chain = load_config(CONF / "smollm2" / "continual.yaml")
+    assert [s.train.continual.strategy for s in chain.stages.values()] == ["naive", "naive", "ewc", "replay", "lwf"]
+    stage = with_stage_outputs(chain.stages["ewc"], {"task_a": {"package": "/p/adapter", "run_dir": "/r/x"}})
+    assert stage.train.continual.previous_data == "/r/x/data/train.jsonl" and stage.model.init_from == "/p/adapter"
+
+
+def test_a_strategy_the_recipe_cannot_run_is_refused_on_load():
+    with pytest.raises(ConfigError, match="lwf works with: sft"):
+        load_config(CONF / "smollm2" / "dpo.yaml", ["train.continual.strategy=lwf"])
+    with pytest.raises(ConfigError, match="needs train.continual.previous_data"):
+        load_config(CONF / "smollm2" / "lora.yaml", ["train.continual.strategy=ewc"])
+
+
+@pytest.mark.parametrize("recipe,method,message", [("distill", "lora", "trains the student whole"),
+                                                   ("classify", "prefix", "recipe classify trains with")])
+def test_knowledge_transfer_recipes_refuse_methods_they_cannot_train(recipe, method, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONF / "smollm2" / "lora.yaml", [f"train.recipe={recipe}", f"train.method={method}"])

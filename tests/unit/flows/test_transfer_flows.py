@@ -2,7 +2,6 @@
 evaluation, packaging and (for the classifier) the registry; continual learning's chain and its forgetting table."""
 import json
 
-import pytest
 from mlflow import MlflowClient
 
 from flows.chain import chain
