@@ -246,7 +246,9 @@ class DistillationConfig(Section):
     D(teacher || student) at temperature T, on the assistant tokens."""
 
     temperature: float = Field(4.0, gt=0)  # softens both distributions: small logit gaps carry information
-    alpha: float = Field(0.5, ge=0, le=1)  # weight of the hard-label cross-entropy; 1 - alpha on the teacher term
+    alpha: float = Field(0.5, ge=0, le=1)
+    """Weight of the hard-label cross-entropy, 1 - alpha on the teacher term (offline; on_policy is TRL's divergence
+    alone: sampled replies have no hard labels)."""
     loss_type: Literal["kl_div", "forward_kl", "reverse_kl", "jsd"] = "kl_div"
     """kl_div = forward_kl = KL(teacher || student) (Hinton et al.); reverse_kl = KL(student || teacher), mode
     seeking; jsd = GKD's generalised Jensen-Shannon divergence with `beta`."""

@@ -82,3 +82,12 @@ def test_offline_distillation_trains_the_student_and_its_sft_twin(sft_tiny_dir, 
     assert result.baseline_model_dir.is_dir() and result.teacher_dir == sft_tiny_dir
     logged = [h for h in json.loads(result.history_path.read_text()) if "distill_soft" in h]
     assert logged and all(h["distill_soft"] >= 0 for h in logged)
+
+
+def test_on_policy_distillation_runs_through_trl(sft_tiny_dir, tmp_path, chat_path):
+    cfg = fast("full", recipe="distill", max_steps=3, learning_rate=1e-3,
+               distill={"mode": "on_policy", "loss_type": "reverse_kl", "max_new_tokens": 8, "compare_sft": False})
+    result = train_distill(cfg, ModelRef.of(str(sft_tiny_dir)), sft_tiny_dir, chat_path, tmp_path / "out")
+    assert result.baseline_model_dir is None and AutoModelForCausalLM.from_pretrained(result.model_dir)
+    losses = [h["loss"] for h in json.loads(result.history_path.read_text()) if "loss" in h]
+    assert len(losses) == 3 and all(x >= 0 for x in losses)
