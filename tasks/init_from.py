@@ -92,8 +92,9 @@ def materialize(source: Path, ref: str, cfg, out_dir: Path) -> ModelRef:
     base_ref = ModelRef.of(base["name_or_path"], "float32", trust)  # fold in float32: bf16 rounds small updates away
     merged, tok = load_trained(base_ref, tokenizer or base_ref.path, adapter_dir=adapter)
     if isinstance(merged, VirtualTokensLM) or is_bottleneck(merged):
-        raise InitFromError(f"model.init_from={ref}: a {merged.active_peft_config.peft_type} adapter cannot be "
-                            f"folded into the weights; start from a LoRA-family or full-weight output")
+        raise InitFromError(f"model.init_from={ref}: a prompt-learning or bottleneck adapter "
+                            f"({merged.active_peft_config.peft_type.value}) cannot be folded into the weights; start from a "
+                            "LoRA-family or full-weight output")
     out = out_dir / "model"
     tmp = out.with_name("model.partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -50,7 +50,7 @@ def test_a_prompt_learning_adapter_cannot_be_folded(tiny_model_dir, tmp_path):
     adapter = PromptTuning(PromptLearningConfig(num_virtual_tokens=4))
     adapter.apply(load_model(str(tiny_model_dir)))
     adapter.save(tmp_path / "pkg")
-    with pytest.raises(InitFromError, match="prompt-learning adapter"):
+    with pytest.raises(InitFromError, match="prompt-learning or bottleneck adapter \\(PROMPT_TUNING\\)"):
         resolve_model(ModelConfig(init_from=str(tmp_path / "pkg")), tmp_path / "model")
 
 

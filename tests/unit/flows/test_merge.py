@@ -35,3 +35,30 @@ def test_merge_flow_registers_a_ties_merge(tmp_path, tiny_model_dir, mlflow_uri,
     assert run.info.status == "FINISHED" and run.data.params["merge.method"] == "ties"
     version = MlflowClient(mlflow_uri).get_model_version("tiny-merged", result["registered_version"])
     assert version.tags["method"] == "merge-ties"
+
+
+def test_merge_flow_fuses_bottleneck_adapters(tmp_path, tiny_model_dir, mlflow_uri, prefect_harness):
+    from peft import get_peft_model as wrap
+
+    from tasks.training.bottleneck import peft_config
+    from tasks.training.config import BottleneckConfig
+
+    sources = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = wrap(load_model(str(tiny_model_dir)), peft_config(BottleneckConfig(reduction_factor=8)))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "bottleneck_" in name:
+                    p.normal_(0, 0.05)
+        model.save_pretrained(tmp_path / f"b{seed}")
+        sources.append(tmp_path / f"b{seed}")
+    config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, conf="conf/smollm2/merge_fusion.yaml",
+                         extra=[f"merge.sources=[{sources[0]}, {sources[1]}]",
+                                "package.registered_model_name=tiny-fused"])
+    result = merge(config)
+    fused = load_file(str(tmp_path / "runs" / "runs" / result["mlflow_run_id"] / "merge" / "adapter" /
+                          "adapter_model.safetensors"))
+    assert all(v.shape[0] == 16 for k, v in fused.items() if k.endswith("bottleneck_down.weight"))  # 8 + 8 wide
+    version = MlflowClient(mlflow_uri).get_model_version("tiny-fused", result["registered_version"])
+    assert version.tags["method"] == "merge-fusion"
