@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 from prefect import task
@@ -27,7 +26,7 @@ from tasks.init_from import model_folder
 from tasks.model import ModelRef
 from tasks.stage import STAGE_CACHE, RunRef
 from tasks.training.common import Trained
-from tasks.training.config import ONLINE_RL, Recipe, TrainConfig
+from tasks.training.config import ONLINE_RL, TrainConfig
 from tasks.training.loading import load_trained
 from tasks.training.templates import training_chat_template
 from tasks.vocab import ExtensionResult
@@ -160,7 +159,7 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
     `train` (the run's training section) tells the recipe-specific measures what they need."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train = train or TrainConfig(recipe=trained.recipe if trained.recipe in get_args(Recipe) else "sft")
+    train = train or TrainConfig()  # the merge flow: no training section of its own
     if trained.recipe == "reward":
         result = _evaluate_reward(cfg, trained, data, out_dir)
     elif trained.recipe == "classify":
