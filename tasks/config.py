@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from evals.config import EvalConfig
 from tasks.best_of_n import BestOfNConfig
@@ -34,6 +34,17 @@ class ModelConfig(Section):
     init_from: str | None = None
     """Start from a previous output instead of `name_or_path`: a package folder, an MLflow model URI
     (`models:/<name>@champion`, `models:/<name>/<version>`, `runs:/...`), or `stage:<name>` in a chain."""
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _local_folder_exists(cls, value: str) -> str:
+        """A path that can only be local (absolute, ./ ../ ~, or deeper than a hub id's org/name) must exist: else
+        transformers would take it for a hub id and fail later with an unrelated message."""
+        looks_local = value.startswith(("/", ".", "~")) or value.rstrip("/").count("/") >= 2
+        if looks_local and not Path(value).expanduser().exists():
+            raise ValueError(f"no such folder: {value} (a local model folder; a Hugging Face hub id looks like "
+                             "org/name)")
+        return value
 
 
 class PackageConfig(Section):

@@ -64,16 +64,23 @@ def run_stage(stage, *args, **kwargs):
     run.logger().log_metrics({f"time/{stage.name}_s": time.perf_counter() - start})
     return result
 
-_TRANSIENT = (ConnectionError, TimeoutError)
+def _transient_types() -> tuple[type[BaseException], ...]:
+    from requests.exceptions import ConnectionError as RequestsConnectionError, Timeout
+
+    return ConnectionError, TimeoutError, RequestsConnectionError, Timeout
 
 
 def transient_only(task, task_run, state) -> bool:
-    """Retry network and tracking-server hiccups; never a bad config, bad data or out-of-memory."""
+    """Retry network and tracking-server hiccups; never a bad config, bad data or out-of-memory.
+
+    MLflow raises an MlflowException whose context is requests' ConnectionError (not the builtin one), itself over
+    urllib3's errors: the whole cause chain is searched."""
     try:
         state.result()
-    except _TRANSIENT:
-        return True
-    except Exception as err:  # MLflow wraps HTTP failures; look at the cause chain
-        cause = err.__cause__ or err.__context__
-        return isinstance(cause, _TRANSIENT)
+    except Exception as err:
+        transient, seen = _transient_types(), 0
+        while err is not None and seen < 16:
+            if isinstance(err, transient):
+                return True
+            err, seen = err.__cause__ or err.__context__, seen + 1
     return False

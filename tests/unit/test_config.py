@@ -173,3 +173,14 @@ def test_a_strategy_the_recipe_cannot_run_is_refused_on_load():
 def test_knowledge_transfer_recipes_refuse_methods_they_cannot_train(recipe, method, message):
     with pytest.raises(ConfigError, match=message):
         load_config(CONF / "smollm2" / "lora.yaml", [f"train.recipe={recipe}", f"train.method={method}"])
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/model", "./missing-model", "runs/runs/abc/model"])
+def test_a_missing_local_model_folder_is_named_on_load(path):
+    with pytest.raises(ConfigError, match=r"model\.name_or_path: .*no such folder"):
+        load_config(CONF / "smollm2" / "lora.yaml", [f"model.name_or_path={path}"])
+
+
+def test_hub_ids_and_the_embedded_model_pass_the_folder_check():
+    for ref in ("HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2", "embedded:smollm2-135m-instruct"):
+        assert load_config(CONF / "smollm2" / "lora.yaml", [f"model.name_or_path={ref}"]).model.name_or_path == ref

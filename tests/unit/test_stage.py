@@ -35,3 +35,24 @@ def test_only_transient_failures_are_retried():
     assert transient_only(None, None, _State(wrapped))
     assert not transient_only(None, None, _State(ValueError("bad config")))
     assert not transient_only(None, None, _State(MemoryError()))
+
+
+def test_a_real_tracking_outage_is_retried(monkeypatch):
+    """What MLflow raises when the server is away: MlflowException over requests' ConnectionError."""
+    import socket
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    try:
+        MlflowClient(f"http://127.0.0.1:{port}").get_run("0" * 32)
+    except MlflowException as err:
+        outage = err
+    assert type(outage.__context__).__module__ == "requests.exceptions"
+    assert transient_only(None, None, _State(outage))
+    assert not transient_only(None, None, _State(MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")))
