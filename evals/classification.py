@@ -12,25 +12,32 @@ from sklearn.metrics import f1_score
 from evals.stats import mean_ci
 
 
-def read_labelled(path: Path) -> tuple[list[str], list[str]]:
-    """(texts, labels) of a JSONL file of {"text", "label"} rows."""
+def load_labelled(path: Path) -> list[dict]:
+    """The {"text", "label"} rows of a JSONL file (a prepared classification split, or a test set)."""
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [r["text"] for r in rows], [str(r["label"]) for r in rows]
+    if missing := [i for i, r in enumerate(rows) if not isinstance(r.get("text"), str) or r.get("label") is None]:
+        raise ValueError(f"{path}: rows {missing[:5]} have no text or label (labelled texts expected)")
+    return [{"text": r["text"], "label": str(r["label"])} for r in rows]
 
 
-@torch.no_grad()
-def predict(model_dir: Path, texts: list[str], batch_size: int = 16, max_length: int = 256) -> list[str]:
-    """The label a sequence-classification folder gives each text."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+class Classifier:
+    """A sequence-classification folder, loaded once: `classifier(texts)` -> one label per text."""
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
-        out += [model.config.id2label[int(j)] for j in model(**enc).logits.argmax(-1)]
-    return out
+    def __init__(self, model_dir: Path, batch_size: int = 16, max_length: int = 256):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        self.batch_size, self.max_length = batch_size, max_length
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> list[str]:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i:i + self.batch_size], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            out += [self.model.config.id2label[int(j)] for j in self.model(**enc).logits.argmax(-1)]
+        return out
 
 
 def classification_scores(truth: list[str], predicted: list[str], train_labels: list[str], *, n_resamples: int,

@@ -10,13 +10,18 @@ from tqdm import tqdm
 
 
 @torch.no_grad()
+def row_nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: summed next-token NLL over positions whose label is not -100, and how many there were."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    target = labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+    return nll.sum(1), (target != -100).sum(1)
+
+
 def nll_sum(model, input_ids, attention_mask, labels) -> tuple[float, int]:
     """Summed next-token NLL over positions whose label is not -100, and how many there were."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
-    nll = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-    return nll.item(), int((shift_labels != -100).sum())
+    sums, counts = row_nll(model, input_ids, attention_mask, labels)
+    return sums.sum().item(), int(counts.sum())
 
 
 def perplexity(model, batches: Iterable[dict], nothing_scored: str) -> float:
@@ -54,11 +59,10 @@ def chat_row_nll(model, tokenizer, rows: list[list[dict]], max_length: int = 102
             return_assistant_tokens_mask=True, padding=True, truncation=True, max_length=max_length,
             return_tensors="pt",
         )
-        labels = enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)[:, 1:]
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, :-1].float()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-        sums += nll.sum(1).tolist()
-        counts += (labels != -100).sum(1).tolist()
+        labels = enc["input_ids"].masked_fill(enc["assistant_masks"] == 0, -100)
+        row_sums, row_counts = row_nll(model, enc["input_ids"], enc["attention_mask"], labels)
+        sums += row_sums.tolist()
+        counts += row_counts.tolist()
     return np.asarray(sums), np.asarray(counts)
 
 

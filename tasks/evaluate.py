@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from evals.config import EvalConfig
 from evals.drift import GateVerdict, MetricRow, drift_gate
-from evals.classification import classification_scores, predict, read_labelled
+from evals.classification import Classifier, classification_scores, load_labelled
 from evals.distill import chat_loglik, distill_comparison
 from evals.perplexity import generate_replies
 from evals.preference import implicit_reward, read_pairs
@@ -114,15 +114,17 @@ def _evaluate_classifier(cfg: EvalConfig, trained: Trained, data: PreparedData, 
     """Accuracy and macro-F1 with intervals on the held-out split, and on `eval.independent_test` (rows written
     apart from the training data) when set; the gate asks that held-out accuracy lie above the majority label."""
     d = cfg.drift
-    texts, truth = read_labelled(data.validation_path)
-    _, train_labels = read_labelled(data.train_path)
-    predicted = predict(trained.model_dir, texts)
+    classifier = Classifier(trained.model_dir)
+    rows = load_labelled(data.validation_path)
+    texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
+    train_labels = [r["label"] for r in load_labelled(data.train_path)]
+    predicted = classifier(texts)
     kw = dict(n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
     summary = classification_scores(truth, predicted, train_labels, prefix="classify_", **kw)
     if cfg.independent_test:
-        test_texts, test_truth = read_labelled(cfg.independent_test)
-        summary |= classification_scores(test_truth, predict(trained.model_dir, test_texts), train_labels,
-                                         prefix="classify_independent_", **kw)
+        test = load_labelled(cfg.independent_test)
+        summary |= classification_scores([r["label"] for r in test], classifier([r["text"] for r in test]),
+                                         train_labels, prefix="classify_independent_", **kw)
     majority = summary["classify_majority_baseline"]
     verdict = _above_baseline("classify_accuracy", summary, "classify_accuracy", majority, "the majority label",
                               len(truth), d)
@@ -136,7 +138,7 @@ def _evaluate_fewshot(cfg: EvalConfig, train: TrainConfig, model: ModelRef, voca
                       trained: Trained, data: PreparedData, out_dir: Path) -> EvalResult:
     """N-way K-shot accuracy on the classes meta-training never saw, for the tuned and the untrained backbone on
     the same episodes; the gate asks that the tuned interval lie above chance (1 / n_ways)."""
-    from tasks.training.fewshot import fewshot_evaluation, load_labelled
+    from tasks.training.fewshot import fewshot_evaluation
 
     split = json.loads((trained.history_path.parent / "classes.json").read_text())
     rows = [r for path in (data.train_path, data.validation_path) for r in load_labelled(path)
@@ -194,13 +196,14 @@ def _compare(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
     template = training_chat_template(tokenizer) or tokenizer.chat_template
     if train.continual.previous_data:  # forgetting: the previous task before (the starting model) and after
         rows = read_messages(previous_validation(train.continual.previous_data), cfg.perplexity_max_rows)
-        before = chat_loglik(model.load_model(), tokenizer, rows, template)
+        start = model.load_model()
+        before = chat_loglik(start, tokenizer, rows, template)
         after = chat_loglik(tuned_model, tokenizer, rows, template)
         base_items["prev_task_loglik"], tuned_items["prev_task_loglik"] = before, after
         base.scores.means["prev_task_perplexity"] = float(np.exp(-before.mean()))
         tuned.scores.means["prev_task_perplexity"] = float(np.exp(-after.mean()))
         if train.continual.previous_accuracy:
-            base_items["prev_task_accuracy"] = exact_match(model.load_model(), tokenizer, rows)
+            base_items["prev_task_accuracy"] = exact_match(start, tokenizer, rows)
             tuned_items["prev_task_accuracy"] = exact_match(tuned_model, tokenizer, rows)
     if trained.baseline_model_dir is not None:  # distillation: vs the same student trained by SFT, vs the teacher
         tuned.scores.means.update(distill_comparison(tuned_model, trained, tokenizer, validation_path, template, cfg))

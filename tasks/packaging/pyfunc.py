@@ -50,12 +50,12 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
     """A registered text classifier (recipe classify): `predict(["text", ...])` -> one label per text."""
 
     def load_context(self, context):
-        self.model_dir = context.artifacts["model"]
+        from evals.classification import Classifier
+
+        self.classifier = Classifier(context.artifacts["model"])
 
     def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
-        from evals.classification import predict
-
-        return predict(self.model_dir, list(model_input))
+        return self.classifier(list(model_input))
 
 
 # recipes whose package is a whole scoring model with its own pyfunc entry point (not a generator)

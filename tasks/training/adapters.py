@@ -19,8 +19,8 @@ from peft import (AdaLoraConfig, IA3Config as PeftIA3Config, LoraConfig, PeftCon
 
 from tasks.model import ModelRef, torch_dtype
 from tasks.training import bottleneck
-from tasks.training.config import (AdaLoRAConfig, BottleneckConfig, IA3Config, LoRAConfig, PromptLearningConfig,
-                                   QuantizationConfig)
+from tasks.training.method_config import (AdaLoRAConfig, BottleneckConfig, IA3Config, LoRAConfig, PromptLearningConfig,
+                                          QuantizationConfig)
 
 
 def _targets(target_modules):

@@ -243,7 +243,8 @@ class FewShotTrainer(RecipeTrainer):
         super().__init__(model, config, **kwargs)
 
     def train(self, support_set: list[dict] | str | Path, query_set: list[dict] | str | Path) -> FewShotResult:
-        from tasks.training.fewshot import fewshot_evaluation, load_labelled
+        from evals.classification import load_labelled
+        from tasks.training.fewshot import fewshot_evaluation
         from tasks.training.loading import load_trained
 
         support, query = _rows(support_set), _rows(query_set)

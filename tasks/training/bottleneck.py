@@ -27,7 +27,7 @@ from peft.utils.peft_types import PeftType, register_peft_method
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tasks.training.config import BottleneckConfig
+from tasks.training.method_config import BottleneckConfig
 
 PEFT_TYPE = "BOTTLENECK"
 VARIANT_TARGETS = {"houlsby": ["o_proj", "down_proj"], "pfeiffer": ["down_proj"]}

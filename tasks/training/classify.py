@@ -11,7 +11,6 @@ The result is one sequence-classification folder (adapter folded in, labels in i
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from datasets import load_dataset
 from peft import get_peft_model
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
+from evals.classification import load_labelled
 from tasks.model import ModelRef, torch_dtype
 from tasks.training.common import TrainResult, make_trainer, run_trainer, training_args
 from tasks.training.config import FULL_WEIGHT, TrainConfig, TransferConfig
@@ -28,8 +28,7 @@ from tasks.vocab import apply_extension
 
 def read_labels(path: Path) -> list[str]:
     """The sorted label set of a prepared split (rows {"text", "label"})."""
-    with open(path) as f:
-        return sorted({json.loads(line)["label"] for line in f if line.strip()})
+    return sorted({r["label"] for r in load_labelled(path)})
 
 
 def load_classifier(model: ModelRef, tokenizer, labels: list[str], transfer: TransferConfig):

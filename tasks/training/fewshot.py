@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_scheduler
 
+from evals.classification import load_labelled
 from evals.stats import mean_ci, paired_bootstrap
 from tasks.model import ModelRef
 from tasks.training.callbacks import peak_memory_mb
@@ -40,14 +41,6 @@ from tasks.training.methods import count_parameters
 from tasks.training.optim import build_optimizer
 
 # ---- data: classes, the held-out split, episodes -------------------------------------------------------------------
-
-
-def load_labelled(path: Path) -> list[dict]:
-    """The {"text", "label"} rows of a prepared classification split."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    if missing := [i for i, r in enumerate(rows) if not isinstance(r.get("text"), str) or r.get("label") is None]:
-        raise ValueError(f"{path}: rows {missing[:5]} have no text or label (the fewshot recipe needs labelled texts)")
-    return [{"text": r["text"], "label": str(r["label"])} for r in rows]
 
 
 def split_classes(labels: list[str], n_held_out: int, seed: int, *, n_ways: int = 1,

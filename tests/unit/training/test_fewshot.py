@@ -9,8 +9,9 @@ import torch
 
 from tasks.model import ModelRef, load_model
 from tasks.training.config import FewShotConfig, TrainConfig
-from tasks.training.fewshot import (embed, episode_accuracies, episode_loss, fewshot_evaluation, load_labelled,
-                                    prototypical_loss, rows_by_class, sample_episode, split_classes, train_fewshot)
+from evals.classification import load_labelled
+from tasks.training.fewshot import (embed, episode_accuracies, episode_loss, fewshot_evaluation, prototypical_loss,
+                                    rows_by_class, sample_episode, split_classes, train_fewshot)
 
 KEYWORDS = ["apple", "rocket", "violin", "glacier", "tiger", "laptop", "pizza"]
 FILLER = "the a report about today some people said that it was very good new old big small note".split()
