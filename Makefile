@@ -1,15 +1,15 @@
 # tuneforge: `make setup`, then `make pipeline`. `make test` is what CI runs.
 SHELL := /bin/bash
 PY ?= .venv/bin/python
+TUNEFORGE ?= .venv/bin/tuneforge
 CONF ?= conf/smollm2/lora.yaml
 ARGS ?=
 RUNS ?=
-export PREFECT_HOME ?= $(CURDIR)/runs/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# Prefect's own loggers; `tuneforge run` still sends the run's INFO lines to its Logs tab (flows/terminal.py)
 export PREFECT_LOGGING_LEVEL ?= WARNING
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/runs/mlflow.db
 
 .PHONY: setup pipeline test test-all bench ui serve compare clean
 
@@ -25,7 +25,7 @@ setup: .venv/.ready  ## virtualenv, pinned dependencies, embedded model converte
 
 pipeline: setup  ## run CONF: one recipe, or a chain of stages (`stages:`); key=value overrides in ARGS
 	mkdir -p runs
-	$(PY) -m flows $(CONF) $(ARGS)
+	$(TUNEFORGE) run $(CONF) $(ARGS)
 
 test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit 5, no tests, is a failure)
 	$(PY) -m pytest -m "not slow" -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
@@ -44,16 +44,15 @@ bench: setup  ## PII precision/recall on both labelled sets, near-dup recall cur
 	$(PY) bench/bench_reference.py --out runs/bench/reference
 	$(PY) bench/bench_eval.py --mmlu-per-subject 1 --forms letter,cloze --truthfulqa-limit 5 --out runs/bench/eval
 
-ui: setup  ## MLflow UI on :5000 and Prefect UI on :4200
+ui: setup  ## MLflow UI on :5000 (one worker, ~0.5 GB) and Prefect UI on :4200; Ctrl-C stops both
 	mkdir -p runs
-	.venv/bin/prefect server start --host 127.0.0.1 --port 4200 & \
-	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+	$(TUNEFORGE) ui
 
 serve: setup  ## serve CONF's flow (finetune or chain) as a Prefect deployment on its cron schedule
-	$(PY) -m flows.serve $(CONF) $(ARGS)
+	$(TUNEFORGE) serve $(CONF) $(ARGS)
 
 compare: setup  ## side-by-side table and plots of MLflow runs: make compare RUNS="id1 id2"
-	$(PY) -m evals.compare $(RUNS) --out runs/compare
+	$(TUNEFORGE) compare $(RUNS) --out runs/compare
 
 clean:
 	rm -rf runs

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from evals.stats import BootstrapCI, perplexity_ci
+
 
 @torch.no_grad()
 def row_nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,6 +47,17 @@ def chat_perplexity(model, tokenizer, rows: list[list[dict]], max_length: int = 
     if counts.sum() == 0:
         raise ValueError("no assistant tokens to score")
     return math.exp(nll.sum() / counts.sum())
+
+
+@torch.no_grad()
+def chat_perplexity_ci(model, tokenizer, rows: list[list[dict]], max_length: int = 1024, batch_size: int = 8,
+                       chat_template: str | None = None, *, n_resamples: int = 2000, confidence: float = 0.95,
+                       seed: int = 0) -> BootstrapCI:
+    """`chat_perplexity` with a row-bootstrap interval (`evals.stats.perplexity_ci`), from the same forward passes."""
+    nll, counts = chat_row_nll(model, tokenizer, rows, max_length, batch_size, chat_template)
+    if counts.sum() == 0:
+        raise ValueError("no assistant tokens to score")
+    return perplexity_ci(nll, counts, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 @torch.no_grad()

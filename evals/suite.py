@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from evals.benchmarks import run_lm_eval, write_mmlu_tasks, write_truthfulqa_tasks
 from evals.config import BenchmarkConfig, EvalConfig
 from evals.general_text import general_text_samples, text_perplexity
-from evals.perplexity import chat_perplexity
+from evals.perplexity import chat_perplexity_ci
+from evals.stats import ci_fields
 from evals.preference import preference_scores, read_pairs
 
 
@@ -59,7 +60,9 @@ def score_model(model, tokenizer, cfg: EvalConfig, tasks_dir: Path | None, tasks
     if cfg.perplexity and validation_path is not None:
         rows = read_messages(validation_path, cfg.perplexity_max_rows)
         if rows:
-            means["perplexity"] = chat_perplexity(model, tokenizer, rows, chat_template=chat_template)
+            means.update(ci_fields("perplexity", chat_perplexity_ci(
+                model, tokenizer, rows, chat_template=chat_template, n_resamples=cfg.drift.n_resamples,
+                confidence=cfg.drift.confidence, seed=cfg.drift.seed)))
         if pairs := read_pairs(validation_path, cfg.perplexity_max_rows):  # preference data: held-out pairs
             pref = preference_scores(model, tokenizer, pairs)
             per_item.update(pref)

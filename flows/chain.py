@@ -20,6 +20,7 @@ from evals import forgetting
 from flows.cli import parse_config
 from flows.finetune import finetune
 from flows.run import DriftGateFailed, tracked_run
+from tasks.banner import announce
 from tasks.config import STAGE_DATA_REFS, ChainConfig, PipelineConfig, stage_refs, with_value
 
 
@@ -39,6 +40,7 @@ def chain(config: ChainConfig) -> dict:
         logger, done = run.logger(), {}
         logger.set_tags({"chain.stages": " -> ".join(f"{n} ({s.train.recipe})" for n, s in config.stages.items())})
         for name, stage in config.stages.items():
+            announce(f"── stage {name}: {stage.train.recipe} / {stage.train.method}")
             try:
                 done[name] = finetune.with_options(flow_run_name=f"{config.run_name}/{name}")(
                     with_stage_outputs(stage, done), parent=run)

@@ -20,11 +20,11 @@ from tasks.package import package
 from tasks.packaging.merge import MergeConfig, run_merge
 from tasks.prepare_data import prepare_data
 from tasks.resolve_model import resolve_model
-from tasks.stage import STAGE_CACHE, RunRef, run_stage
+from tasks.stage import RunRef, STAGE_CACHE, STAGE_RESULTS, run_stage
 from tasks.training.common import Trained
 
 
-@task(name="merge_adapters", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="merge_adapters", cache_policy=STAGE_CACHE, persist_result=True, result_serializer=STAGE_RESULTS)
 def merge_adapters(cfg: MergeConfig, model: ModelRef, out_dir: Path, run: RunRef) -> Trained:
     """Combine the source adapters into one (folding into the base is the package stage's job)."""
     merged = Path(run_merge(cfg.model_copy(update={"fold_into_base": False}), model, out_dir))

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from evals.stats import paired_win_rate
@@ -50,19 +49,21 @@ class BestOfNSampler:
         self.judge = RewardJudge(reward_model) if isinstance(reward_model, (str, Path)) else reward_model
         self.n, self.max_new_tokens, self.temperature, self.seed = n, max_new_tokens, temperature, seed
 
-    @torch.no_grad()
     def sample(self, prompts: list[list[dict]]) -> list[list[str]]:
         """`n` replies per prompt, sampled from the full distribution."""
+        import torch  # here, not at the top: the config module imports BestOfNConfig
+
         torch.manual_seed(self.seed)
         out = []
-        for turns in prompts:
-            enc = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_dict=True,
-                                                     return_tensors="pt")
-            ids = self.policy.generate(**enc, do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
-                                       num_return_sequences=self.n, max_new_tokens=self.max_new_tokens,
-                                       pad_token_id=self.tokenizer.pad_token_id)
-            start = enc["input_ids"].shape[1]
-            out.append([self.tokenizer.decode(row[start:], skip_special_tokens=True).strip() for row in ids])
+        with torch.no_grad():
+            for turns in prompts:
+                enc = self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, return_dict=True,
+                                                         return_tensors="pt")
+                ids = self.policy.generate(**enc, do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
+                                           num_return_sequences=self.n, max_new_tokens=self.max_new_tokens,
+                                           pad_token_id=self.tokenizer.pad_token_id)
+                start = enc["input_ids"].shape[1]
+                out.append([self.tokenizer.decode(row[start:], skip_special_tokens=True).strip() for row in ids])
         return out
 
     def score(self, prompts: list[list[dict]], samples: list[list[str]]) -> np.ndarray:

@@ -7,10 +7,11 @@ chain: each stage is a whole pipeline config (the file's other sections are the 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -222,6 +223,40 @@ def _merged(base: dict, over: dict) -> dict:
     return out
 
 
+def _section_at(model_cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The section class that `loc` (a pydantic error location, without its last part) points into."""
+    cls, parts = model_cls, list(loc)
+    while parts:
+        field = cls.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return None
+        ann = field.annotation
+        if get_origin(ann) is dict:  # a mapping of sections (a chain's stages): skip its key
+            ann = get_args(ann)[1]
+            if parts:
+                parts.pop(0)
+        sections = [a for a in (get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
+            return None
+        cls = sections[0]
+    return cls
+
+
+def _did_you_mean(model_cls: type[BaseModel], loc: tuple, prefix: str) -> str:
+    """` (did you mean train.max_steps?)`: the sibling key closest to an unknown one, else a key of that name one
+    section down (`train.beta` -> `train.dpo.beta`), else nothing."""
+    section = _section_at(model_cls, loc[:-1])
+    if section is None:
+        return ""
+    name, fields = str(loc[-1]), list(section.model_fields)
+    close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+    if not close:
+        below = {f"{f}.{sub}": sub for f in fields for sub in getattr(_section_at(section, (f,)), "model_fields", {})}
+        match = difflib.get_close_matches(name, list(dict.fromkeys(below.values())), n=1, cutoff=0.8)
+        close = [key for key, sub in below.items() if match and sub == match[0]][:1]
+    return f" (did you mean {prefix + '.'.join(map(str, (*loc[:-1], close[0])))}?)" if close else ""
+
+
 def _validate(model_cls, raw: dict, path: Path, prefix: str = ""):
     try:
         return model_cls.model_validate(raw)
@@ -231,7 +266,8 @@ def _validate(model_cls, raw: dict, path: Path, prefix: str = ""):
             key = prefix + ".".join(str(p) for p in e["loc"])
             if e["type"] == "extra_forbidden":
                 renamed = RENAMED.get(str(e["loc"][-1]))
-                lines.append(f"  {key}: unknown key" + (f" (renamed: use {renamed})" if renamed else ""))
+                hint = f" (renamed: use {renamed})" if renamed else _did_you_mean(model_cls, e["loc"], prefix)
+                lines.append(f"  {key}: unknown key{hint}")
             else:
                 lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
         raise ConfigError(f"{path}: invalid config\n" + "\n".join(lines)) from None

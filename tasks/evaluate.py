@@ -14,17 +14,18 @@ from evals.config import EvalConfig
 from evals.drift import GateVerdict, MetricRow, drift_gate
 from evals.classification import Classifier, classification_scores, load_labelled
 from evals.distill import chat_loglik, distill_comparison
+from evals.metrics import degenerate_rate
 from evals.perplexity import generate_replies
 from evals.preference import implicit_reward, read_pairs
 from evals.reward import accuracy_summary, pairwise_scores
 from evals.suite import Scores, generation_scores, read_messages, score_model, validation_prompts, write_benchmark_tasks
 from evals.kl import sampled_kl
-from evals.stats import mean_ci, paired_bootstrap, paired_win_rate
+from evals.stats import MIN_ITEMS_FOR_CI, ci_fields, mean_ci, paired_bootstrap, paired_win_rate
 from evals.winrate import RewardJudge
 from tasks.data.pipeline import PreparedData
 from tasks.init_from import model_folder
 from tasks.model import ModelRef
-from tasks.stage import STAGE_CACHE, RunRef
+from tasks.stage import RunRef, STAGE_CACHE, STAGE_RESULTS
 from tasks.training.common import Trained
 from tasks.training.config import ONLINE_RL, TrainConfig
 from tasks.training.loading import load_trained
@@ -36,6 +37,9 @@ class ModelEval(BaseModel):
     scores: Scores
     replies: list[str]
 
+    def summary(self) -> str:
+        return _metrics(self.scores.means)
+
 
 class EvalResult(BaseModel):
     base: dict[str, float]
@@ -43,6 +47,18 @@ class EvalResult(BaseModel):
     verdict: GateVerdict
     report_path: Path
     samples: list[dict]
+
+    def summary(self) -> str:
+        v = self.verdict
+        gate = "gate passed" if v.passed else "gate FAILED: " + "; ".join(v.reasons)
+        return f"{gate} ({len(v.rows)} metrics at {v.confidence:.0%}); {_metrics(self.tuned)}"
+
+
+def _metrics(means: dict[str, float], at_most: int = 4) -> str:
+    """The first few metrics, rounded, for a one-line summary (their intervals and counts left out)."""
+    names = [k for k in means if not k.endswith(("_ci_low", "_ci_high", "_n"))]
+    shown = [f"{k} {means[k]:.4g}" for k in names[:at_most]]
+    return ", ".join(shown) + (f", +{len(names) - at_most} more" if len(names) > at_most else "")
 
 
 def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, out_dir: Path) -> ModelEval:
@@ -58,6 +74,8 @@ def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, ou
         scores.per_item_path = out_dir / "per_item.npz"
         np.savez(scores.per_item_path, **per_item)
     scores.means.update({k: float(np.mean(v)) for k, v in per_item.items() if k.startswith("gen_")})
+    if replies:
+        scores.means["degenerate_rate"] = degenerate_rate(replies)
     return ModelEval(scores=scores, replies=replies)
 
 
@@ -66,9 +84,14 @@ def _evaluate_model(model, tokenizer, cfg: EvalConfig, validation_path: Path, ou
 NO_BASE_SCORES = frozenset({"reward", "classify", "fewshot"})
 
 
+# Bumped when how the base is scored changes outside `score_base`'s own source (which is all TASK_SOURCE sees), so a
+# cached base on the old terms is not paired with a tuned model on the new ones. 2: BLEU on 0-1, degenerate_rate.
+BASE_SCORES_VERSION = 3
+
+
 def _data_digest(context, inputs: dict) -> str:
     recipe = inputs.get("recipe")
-    return inputs["data"].digest + (f"|{recipe}" if recipe in NO_BASE_SCORES else "")
+    return f"{inputs['data'].digest}|v{BASE_SCORES_VERSION}" + (f"|{recipe}" if recipe in NO_BASE_SCORES else "")
 
 
 # The base model's scores depend on the base, the eval settings and the data, not on the run or on which generative
@@ -78,7 +101,7 @@ BASE_CACHE = (INPUTS - "out_dir" - "run" - "data" - "recipe" + TASK_SOURCE
               + CachePolicy.from_cache_key_fn(_data_digest))
 
 
-@task(name="score_base", cache_policy=BASE_CACHE, persist_result=True)
+@task(name="score_base", cache_policy=BASE_CACHE, persist_result=True, result_serializer=STAGE_RESULTS)
 def score_base(cfg: EvalConfig, model: ModelRef, data: PreparedData, out_dir: Path, run: RunRef,
                recipe: str = "sft") -> ModelEval:
     """Score the untouched base model (computed once per base, eval config and data set). A reward model, a
@@ -92,7 +115,8 @@ def _evaluate_reward(cfg: EvalConfig, trained: Trained, data: PreparedData, out_
     """Held-out pairwise accuracy of a reward model, ties apart; the gate asks that its interval lie above chance."""
     scores = pairwise_scores(RewardJudge(trained.model_dir), read_pairs(data.validation_path, None))
     d = cfg.drift
-    summary = accuracy_summary(scores, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
+    summary = with_counts(accuracy_summary(scores, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed),
+                          len(scores["reward_accuracy"]))
     verdict = _above_baseline("reward_accuracy", summary, "reward_accuracy", 0.5, "chance", int(summary["reward_pairs"]), d)
     return EvalResult(base={"reward_accuracy": 0.5}, tuned=summary, report_path=out_dir / "eval_report.json",
                       verdict=verdict, samples=[])
@@ -110,6 +134,13 @@ def _above_baseline(metric: str, summary: dict[str, float], key: str, baseline: 
     return GateVerdict(passed=passed, reasons=reasons, rows=[row], confidence=d.confidence)
 
 
+def with_counts(summary: dict[str, float], n: int) -> dict[str, float]:
+    """`summary` plus `<metric>_n = n` beside every `<metric>_ci_low` that has no count yet: the report greys out
+    intervals drawn from too few items, and needs the count to know."""
+    counts = {f"{k[:-len('_ci_low')]}_n": float(n) for k in summary if k.endswith("_ci_low")}
+    return {**summary, **{k: v for k, v in counts.items() if k not in summary}}
+
+
 def _evaluate_classifier(cfg: EvalConfig, trained: Trained, data: PreparedData, out_dir: Path) -> EvalResult:
     """Accuracy and macro-F1 with intervals on the held-out split, and on `eval.independent_test` (rows written
     apart from the training data) when set; the gate asks that held-out accuracy lie above the majority label."""
@@ -120,11 +151,11 @@ def _evaluate_classifier(cfg: EvalConfig, trained: Trained, data: PreparedData, 
     train_labels = [r["label"] for r in load_labelled(data.train_path)]
     predicted = classifier(texts)
     kw = dict(n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
-    summary = classification_scores(truth, predicted, train_labels, prefix="classify_", **kw)
+    summary = with_counts(classification_scores(truth, predicted, train_labels, prefix="classify_", **kw), len(truth))
     if cfg.independent_test:
         test = load_labelled(cfg.independent_test)
-        summary |= classification_scores([r["label"] for r in test], classifier([r["text"] for r in test]),
-                                         train_labels, prefix="classify_independent_", **kw)
+        summary |= with_counts(classification_scores([r["label"] for r in test], classifier([r["text"] for r in test]),
+                                                     train_labels, prefix="classify_independent_", **kw), len(test))
     majority = summary["classify_majority_baseline"]
     verdict = _above_baseline("classify_accuracy", summary, "classify_accuracy", majority, "the majority label",
                               len(truth), d)
@@ -147,6 +178,7 @@ def _evaluate_fewshot(cfg: EvalConfig, train: TrainConfig, model: ModelRef, voca
     d = cfg.drift
     summary = fewshot_evaluation(model.load_model(), tuned_model, tokenizer, rows, split["held_out"], train.fewshot,
                                  train.max_length, d.seed, n_resamples=d.n_resamples, confidence=d.confidence)
+    summary = with_counts(summary, int(summary["fewshot_episodes"]))
     chance = summary["fewshot_chance"]
     verdict = _above_baseline("fewshot_accuracy", summary, "fewshot_acc_tuned", chance, "chance",
                               int(summary["fewshot_episodes"]), d)
@@ -154,7 +186,7 @@ def _evaluate_fewshot(cfg: EvalConfig, train: TrainConfig, model: ModelRef, voca
                       report_path=out_dir / "eval_report.json", verdict=verdict, samples=[])
 
 
-@task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="evaluate", cache_policy=STAGE_CACHE, persist_result=True, result_serializer=STAGE_RESULTS)
 def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: ExtensionResult, trained: Trained,
              data: PreparedData, out_dir: Path, run: RunRef, train: TrainConfig | None = None) -> EvalResult:
     """Score the tuned model (adapter or full weights) on the base's items, gate on paired drift, log it all.
@@ -181,6 +213,8 @@ def evaluate(cfg: EvalConfig, base: ModelEval, model: ModelRef, vocab: Extension
     logger.log_metrics({"eval/gate_passed": int(verdict.passed)})
     logger.set_tags({"gate": "passed" if verdict.passed else "failed"})
     logger.log_artifacts(result.report_path, "eval")
+    if result.samples:  # prompt, base reply, tuned reply: a table the run page's artifact view can search
+        logger.log_table(result.samples, "eval/generations.json")
     create_markdown_artifact(key="eval-verdict", markdown=_markdown(result), description="Drift gate verdict")
     return result
 
@@ -230,9 +264,8 @@ def judged(judge: RewardJudge, prompts: list[list[dict]], base_replies: list[str
     d = cfg.drift
     delta = paired_bootstrap(base, tuned, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
     wins = paired_win_rate(base, tuned, n_resamples=d.n_resamples, confidence=d.confidence, seed=d.seed)
-    return {"reward_base": float(base.mean()), "reward_tuned": float(tuned.mean()), "reward_delta": delta.estimate,
-            "reward_delta_ci_low": delta.low, "reward_delta_ci_high": delta.high,
-            "win_rate": wins.estimate, "win_rate_ci_low": wins.low, "win_rate_ci_high": wins.high}
+    return {"reward_base": float(base.mean()), "reward_tuned": float(tuned.mean()),
+            **ci_fields("reward_delta", delta), **ci_fields("win_rate", wins)}
 
 
 def kl_to_reference(tuned_model, reference, tokenizer, prompts: list[list[dict]], cfg: EvalConfig) -> dict[str, float]:
@@ -240,8 +273,7 @@ def kl_to_reference(tuned_model, reference, tokenizer, prompts: list[list[dict]]
     kls, lengths = sampled_kl(tuned_model, reference, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                               seed=cfg.drift.seed)
     ci = mean_ci(kls, n_resamples=cfg.drift.n_resamples, confidence=cfg.drift.confidence, seed=cfg.drift.seed)
-    return {"kl_to_reference": ci.estimate, "kl_to_reference_ci_low": ci.low, "kl_to_reference_ci_high": ci.high,
-            "kl_to_reference_per_token": float(kls.sum() / max(lengths.sum(), 1))}
+    return {**ci_fields("kl_to_reference", ci), "kl_to_reference_per_token": float(kls.sum() / max(lengths.sum(), 1))}
 
 
 def exact_match(model, tokenizer, rows: list[list[dict]]) -> np.ndarray:
@@ -261,9 +293,9 @@ def previous_validation(previous_data: str) -> Path:
 def _markdown(result: EvalResult) -> str:
     lines = [f"**Drift gate: {'PASSED' if result.verdict.passed else 'FAILED'}**", "",
              "| metric | base | tuned | delta | CI |", "|---|---|---|---|---|"]
-    for r in result.verdict.rows:
-        lines.append(f"| {r.metric} | {r.base_mean:.4f} | {r.tuned_mean:.4f} | {r.delta:+.4f} "
-                     f"| [{r.ci_low:+.4f}, {r.ci_high:+.4f}] |")
+    for r in result.verdict.rows:  # an interval from a handful of items would only look precise: its count instead
+        ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if r.n >= MIN_ITEMS_FOR_CI else f"(n={r.n})"
+        lines.append(f"| {r.metric} | {r.base_mean:.4f} | {r.tuned_mean:.4f} | {r.delta:+.4f} | {ci} |")
     for k in sorted(set(result.base) - {r.metric for r in result.verdict.rows}):
         lines.append(f"| {k} | {result.base[k]:.4f} | {result.tuned.get(k, float('nan')):.4f} | | |")
     lines += [f"- {reason}" for reason in result.verdict.reasons]

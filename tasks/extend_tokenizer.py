@@ -4,12 +4,12 @@ from prefect import task
 
 from tasks.data.pipeline import PreparedData
 from tasks.model import ModelRef
-from tasks.stage import STAGE_CACHE, RunRef
+from tasks.stage import RunRef, STAGE_CACHE, STAGE_RESULTS
 from tasks.vocab import ExtensionResult, TokenizerConfig
 from tasks.vocab import extend_tokenizer as extend
 
 
-@task(name="extend_tokenizer", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="extend_tokenizer", cache_policy=STAGE_CACHE, persist_result=True, result_serializer=STAGE_RESULTS)
 def extend_tokenizer(cfg: TokenizerConfig, model: ModelRef, data: PreparedData, out_dir: Path,
                      run: RunRef) -> ExtensionResult:
     """Add configured and mined domain tokens with their initial embedding rows (a no-op when there are none)."""

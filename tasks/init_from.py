@@ -89,7 +89,8 @@ def materialize(source: Path, ref: str, cfg, out_dir: Path) -> ModelRef:
     if not base.get("name_or_path"):
         raise InitFromError(f"model.init_from={ref}: the adapter does not say which base model it belongs to")
     trust = cfg.trust_remote_code or bool(base.get("trust_remote_code"))
-    base_ref = ModelRef.of(base["name_or_path"], "float32", trust)  # fold in float32: bf16 rounds small updates away
+    # fold in float32 (bf16 rounds small updates away); a recorded Hub id of the embedded model is its local copy
+    base_ref = ModelRef.recorded(base["name_or_path"], "float32", trust)
     merged, tok = load_trained(base_ref, tokenizer or base_ref.path, adapter_dir=adapter)
     if isinstance(merged, VirtualTokensLM) or is_bottleneck(merged):
         raise InitFromError(f"model.init_from={ref}: a prompt-learning or bottleneck adapter "

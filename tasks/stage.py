@@ -7,13 +7,16 @@ finished stages; `run_stage` re-runs a stage whose cached result points at files
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import time
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
-from pydantic import BaseModel
+from prefect.serializers import Serializer
+from pydantic import BaseModel, Field
 
-from tasks.tracking import RunLogger
+from tasks.tracking import RunLogger, is_transient
 
 
 class RunRef(BaseModel):
@@ -52,35 +55,69 @@ STAGE_CACHE = INPUTS + TASK_SOURCE + CachePolicy.from_cache_key_fn(_paths_exist)
 def run_stage(stage, *args, **kwargs):
     """Call a stage task; if its (possibly cached) result names files that no longer exist, recompute it.
 
-    The stage's wall time goes to the run as `time/<stage>_s` (near zero when it came from the cache).
+    The stage's wall time goes to the run as `time/<stage>_s` (near zero when it came from the cache), and its
+    banner (name, time, the result's one-line summary) to the terminal and the flow run's log.
     """
+    from tasks.banner import announce, banner
+
     start = time.perf_counter()
-    result = stage(*args, **kwargs)
+    state = stage(*args, return_state=True, **kwargs)
+    result = state.result()  # a failed stage raises its own exception here
     found: list[Path] = []
     _paths(result, found)
     if any(not p.exists() for p in found):
-        result = stage.with_options(refresh_cache=True)(*args, **kwargs)
+        state = stage.with_options(refresh_cache=True)(*args, return_state=True, **kwargs)
+        result = state.result()
+    seconds = time.perf_counter() - start
     run = next(a for a in (*args, *kwargs.values()) if isinstance(a, RunRef))
-    run.logger().log_metrics({f"time/{stage.name}_s": time.perf_counter() - start})
+    run.logger().log_metrics({f"time/{stage.name}_s": seconds})
+    announce(banner(stage.name, seconds, result, cached=state.name == "Cached"))
     return result
 
-def _transient_types() -> tuple[type[BaseException], ...]:
-    from requests.exceptions import ConnectionError as RequestsConnectionError, Timeout
-
-    return ConnectionError, TimeoutError, RequestsConnectionError, Timeout
-
-
 def transient_only(task, task_run, state) -> bool:
-    """Retry network and tracking-server hiccups; never a bad config, bad data or out-of-memory.
-
-    MLflow raises an MlflowException whose context is requests' ConnectionError (not the builtin one), itself over
-    urllib3's errors: the whole cause chain is searched."""
+    """Retry network and tracking-server hiccups; never a bad config, bad data or out-of-memory."""
     try:
         state.result()
     except Exception as err:
-        transient, seen = _transient_types(), 0
-        while err is not None and seen < 16:
-            if isinstance(err, transient):
-                return True
-            err, seen = err.__cause__ or err.__context__, seen + 1
+        return is_transient(err)
     return False
+
+
+_TRUSTED = ("tasks.", "evals.", "flows.")
+
+
+class StageResultSerializer(Serializer):
+    """Persist stage results as JSON: `{"model": "tasks.x.Result", "data": {...}}`, never pickle.
+
+    Prefect's default serializer is cloudpickle, and a cache hit unpickles whatever lies in its storage folder:
+    anyone who could write there could run code on the next run. Here a read can only build a pydantic model of
+    this project's own classes (or plain JSON), validated field by field."""
+
+    type: str = Field(default="tuneforge-stage-json", frozen=True)
+
+    def dumps(self, obj) -> bytes:
+        if isinstance(obj, BaseModel):
+            cls = type(obj)
+            return json.dumps({"model": f"{cls.__module__}.{cls.__qualname__}",
+                               "data": obj.model_dump(mode="json")}).encode()
+        if isinstance(obj, BaseException):  # a failed stage's error, kept for the UI, never a cache hit
+            return json.dumps({"error": f"{type(obj).__name__}: {obj}"}).encode()
+        return json.dumps({"model": None, "data": obj}).encode()
+
+    def loads(self, blob: bytes):
+        record = json.loads(blob)
+        if "error" in record:
+            return RuntimeError(record["error"])
+        name = record.get("model")
+        if name is None:
+            return record["data"]
+        module, _, qualname = name.rpartition(".")
+        if not name.startswith(_TRUSTED):
+            raise ValueError(f"refusing to load a cached stage result of type {name!r}: not a tuneforge class")
+        cls = getattr(importlib.import_module(module), qualname, None)
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            raise ValueError(f"refusing to load a cached stage result of type {name!r}: not a pydantic model")
+        return cls.model_validate(record["data"])
+
+
+STAGE_RESULTS = StageResultSerializer()

@@ -12,14 +12,15 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import BaseModel, Field, field_validator
-from safetensors.torch import load_file, save_file
-from tokenizers import AddedToken
 
 from tasks.model import ModelRef
 from tasks.schema import Section
+
+if TYPE_CHECKING:  # torch, safetensors and tokenizers load on use: tasks.config imports TokenizerConfig
+    import torch
 
 _ROWS = "new_embeddings.safetensors"
 _REPORT = "extension.json"
@@ -70,6 +71,12 @@ class ExtensionResult(BaseModel):
     tokens_per_word_before: float
     tokens_per_word_after: float
     mined: list[str] = []  # words that mining chose (their forms are in `added`)
+
+    def summary(self) -> str:
+        if not self.added:
+            return "no tokens added"
+        return (f"{len(self.added)} tokens added ({len(self.mined)} mined), tokens per word "
+                f"{self.tokens_per_word_before:.2f} -> {self.tokens_per_word_after:.2f}")
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -158,10 +165,16 @@ def plan_tokens(cfg: TokenizerConfig, tokenizer, texts: list[str]) -> tuple[dict
 
 
 def _mean_rows(weight: torch.Tensor, plan: dict[str, list[int]]) -> torch.Tensor:
+    import torch
+
     return torch.stack([weight[pieces].mean(0) for pieces in plan.values()])
 
 
 def extend_tokenizer(cfg: TokenizerConfig, base: ModelRef, train_path: Path, out_dir: Path) -> ExtensionResult:
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import AddedToken
+
     tokenizer = base.load_tokenizer()
     texts = _texts(train_path)
     before = tokens_per_word(tokenizer, texts)
@@ -191,6 +204,9 @@ def extend_tokenizer(cfg: TokenizerConfig, base: ModelRef, train_path: Path, out
 
 def apply_extension(model, tokenizer, tokenizer_dir: Path) -> list[int]:
     """Resize `model` to `tokenizer` and load the stored rows of new tokens; returns their ids."""
+    import torch
+    from safetensors.torch import load_file
+
     rows_file = Path(tokenizer_dir) / _ROWS
     if not rows_file.exists():
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

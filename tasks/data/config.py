@@ -90,7 +90,7 @@ class DecontaminationConfig(Section):
     benchmarks_dir: str = "../shared/data"
     benchmarks: list[Literal["mmlu", "truthfulqa"]] = Field(default_factory=lambda: ["mmlu", "truthfulqa"])
     ngram: int = Field(13, ge=3)  # shorter = more aggressive (more false positives)
-    required: bool = False  # True: a missing benchmark file is an error instead of a report note
+    fail_if_missing: bool = False  # True: a missing benchmark file is an error instead of a report note
 
 
 class ValidationConfig(Section):

@@ -52,8 +52,8 @@ class Decontaminator:
         for name in cfg.benchmarks:
             path = paths[name]
             if not path.exists() or (name == "mmlu" and not any(path.glob("*/*.csv"))):
-                if cfg.required:
-                    raise DataError(f"decontamination.required is set but benchmark {name!r} is missing at {path}")
+                if cfg.fail_if_missing:
+                    raise DataError(f"decontamination.fail_if_missing is set but benchmark {name!r} is missing at {path}")
                 self.status[name] = f"missing: {path} (not checked)"
                 continue
             found = loaders[name](path)

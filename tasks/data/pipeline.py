@@ -45,6 +45,32 @@ class PreparedData(BaseModel):
     # classification only: rows per label in train.jsonl (upsampled copies included) and validation.jsonl
     labels: dict[str, dict[str, int]] | None = None
 
+    def summary(self) -> str:
+        """One line for the terminal: rows in and kept, the split, what was dropped and why, PII handled."""
+        c = self.counts
+        line = (f"{c.get('rows_in', 0)} in, {c.get('rows_kept', 0)} kept ({c.get('rows_train', 0)} train, "
+                f"{c.get('rows_validation', 0)} validation)")
+        dropped = [f"{n} {k.removeprefix('dropped_').replace('_', ' ')}" for k, n in c.items()
+                   if k.startswith("dropped_") and n]
+        if dropped:
+            line += "; dropped " + ", ".join(dropped)
+        return line + "".join(f"; {n} PII {verb}" for verb, n in self._pii_handled().items())
+
+    def _pii_handled(self) -> dict[str, int]:
+        """PII occurrences by what was done with them (redacted, dropped, kept), from the report."""
+        import json
+
+        try:
+            pii = json.loads(Path(self.report_path).read_text()).get("pii") or {}
+        except (OSError, ValueError):
+            return {}
+        verbs = {"redact": "redacted", "drop": "dropped", "keep": "kept"}
+        out: dict[str, int] = {}
+        for kind, n in (pii.get("found") or {}).items():
+            verb = verbs.get((pii.get("actions") or {}).get(kind, "redact"), "found")
+            out[verb] = out.get(verb, 0) + n
+        return {verb: n for verb, n in out.items() if n}
+
 
 BATCH = 8192  # rows per batch through the filters: big enough for numpy, small enough to stay in cache
 

@@ -3,9 +3,14 @@
 Nested rows are flattened, as they stream past, into one pandas frame of scalar columns (roles as a
 comma string, shortest field length, token count, dedup key, reply lengths) so every check is a stock
 vectorised expectation.
-The context is ephemeral (in-memory stores) with one filesystem data-docs site under the run folder.
+The context is ephemeral (in-memory stores) with one filesystem data-docs site under the run folder, made
+self-contained afterwards (`offline_data_docs`): no CDN stylesheets or scripts, static tables, working links.
 """
+import ast
+import html
 import logging
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,6 +135,8 @@ def validate_rows(rows: ValidationFrame, cfg: ValidationConfig, out_dir: Path,
     actions = [UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
     checkpoint = context.checkpoints.add(gx.Checkpoint(name="prepare_data", validation_definitions=[vd], actions=actions))
     result = checkpoint.run(batch_parameters={"dataframe": rows.to_pandas()})
+    if docs_dir is not None and docs_dir.is_dir():
+        offline_data_docs(docs_dir)
 
     outcomes = []
     for run in result.run_results.values():
@@ -143,3 +150,128 @@ def validate_rows(rows: ValidationFrame, cfg: ValidationConfig, out_dir: Path,
         raise ValidationFailed(f"data validation failed: {names}")
     index = docs_dir / "index.html" if docs_dir is not None and (docs_dir / "index.html").exists() else None
     return {"enabled": True, "success": True, "expectations": outcomes}, index
+
+
+# Enough of Bootstrap for GX's markup to read well without it; Font Awesome's few icons GX uses, as characters.
+OFFLINE_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; font-size: 14px;
+       line-height: 1.45; color: #212529; margin: 0; padding: 0 16px; }
+a { color: #0b63c4; }
+table { border-collapse: collapse; margin: 8px 0; max-width: 100%; }
+th, td { border: 1px solid #dee2e6; padding: 4px 8px; text-align: left; vertical-align: top; }
+thead th { background: #f1f3f5; }
+.col-12 { width: 100%; }
+.d-none { display: none; }
+@media (min-width: 768px) {
+  .row { display: flex; flex-wrap: wrap; }
+  .col-md-2 { flex: 0 0 16.66%; max-width: 16.66%; }
+  .col-md-10 { flex: 0 0 83.33%; max-width: 83.33%; }
+  .d-md-block { display: block !important; }
+  .d-md-inline-flex { display: inline-flex !important; }
+}
+.badge { display: inline-block; padding: 1px 6px; border-radius: 4px; background: #6c757d; color: #fff; font-size: 85%; }
+.alert { padding: 8px 12px; border: 1px solid #d6d8db; border-radius: 4px; background: #f1f3f5; margin: 8px 0; }
+.card { border: 1px solid #dee2e6; border-radius: 4px; margin-bottom: 12px; }
+.card-header { background: #f7f7f7; padding: 6px 10px; border-bottom: 1px solid #dee2e6; }
+.card-body { padding: 8px 10px; }
+.nav, .breadcrumb { list-style: none; padding: 0; margin: 0; }
+.breadcrumb { display: flex; gap: 8px; }
+.nav-tabs { display: flex; gap: 16px; border-bottom: 1px solid #dee2e6; }
+.nav-link { display: block; padding: 3px 6px; }
+.navbar { padding: 8px 0; border-bottom: 1px solid #dee2e6; background: #fff; }
+.tab-pane { margin-top: 12px; }
+.text-success, .ge-status-Success { color: #1e7e34; }
+.text-danger, .ge-status-Failed { color: #c82333; }
+.fas { font-style: normal; }
+.fa-check-circle::before { content: "\\2714"; }
+.fa-times::before { content: "\\2718"; }
+.fa-exclamation-triangle::before { content: "\\26A0"; }
+.fa-question-circle::before { content: "?"; }
+.fa-comment::before { content: "\\2026"; }
+"""
+
+_REMOTE = re.compile(r"^\s*(?:https?:)?//", re.I)
+_REMOTE_URL_IN_CSS = re.compile(r"url\(\s*['\"]?\s*(?:https?:)?//[^)]*\)", re.I)
+_TABLE_SCRIPT = re.compile(r"\$\('#([\w-]+)'\)\.bootstrapTable\(")
+_TABLE_COLUMNS = re.compile(r"columns:\s*(\[.*?\]),\s*\n\s*data:", re.S)
+_TABLE_ROWS = re.compile(r"data:\s*(\[.*?\]),\s*\n\s*toolbar:", re.S)
+
+
+def offline_data_docs(docs_dir: Path) -> None:
+    """Make GX's data docs readable with no network and as single files.
+
+    GX 1.x pages load Bootstrap, jQuery, bootstrap-table, Font Awesome and Vega from CDNs, fill the index's tables
+    from JavaScript, and link the nested pages' favicon one folder short. MLflow shows an HTML artifact alone, in a
+    sandboxed frame with no base URL, so a page must stand on its own: every script and remote stylesheet goes,
+    `OFFLINE_CSS` is inlined, the index's tables are written out as HTML (each row linking to its page), the
+    controls that need jQuery (filters, "Failed only") go, and the unused `static/` folder (4 MB of images and
+    fonts) is removed. The pages' links between each other are relative and all resolve in the folder.
+    Idempotent; a page GX changes beyond recognition keeps its content, only its tables may stay empty."""
+    from lxml import html as lhtml
+
+    pages = sorted(Path(docs_dir).rglob("*.html"))
+    for page in pages:
+        doc = lhtml.document_fromstring(page.read_text(encoding="utf-8"))
+        for script in doc.xpath("//script[not(@src)]"):
+            if (found := _TABLE_SCRIPT.search(script.text or "")) is not None:
+                _static_table(doc, found.group(1), script.text, lhtml)
+        for el in doc.xpath("//script"):
+            el.drop_tree()
+        for el in doc.xpath("//link"):  # remote stylesheets; icons, whose nested pages' paths GX gets wrong
+            if _REMOTE.match(el.get("href") or "") or "icon" in (el.get("rel") or "").lower():
+                el.drop_tree()
+        for img in doc.xpath("//img"):
+            if _REMOTE.match(img.get("src") or ""):
+                img.drop_tree()
+        for el in doc.xpath("//*[contains(concat(' ', normalize-space(@class), ' '), ' btn-group-toggle ')]"):
+            card = next((a for a in el.iterancestors("div") if "card" in (a.get("class") or "").split()), el)
+            card.drop_tree()  # "Show all / Failed only": a jQuery filter
+        for el in doc.xpath("//*[@id]"):
+            if el.get("id").endswith("-table-toolbar"):  # bootstrap-table's "Clear filters"
+                el.drop_tree()
+        for style in doc.xpath("//style"):
+            style.text = _REMOTE_URL_IN_CSS.sub("none", style.text or "")
+        for el in doc.xpath("//*[@style]"):
+            el.set("style", _REMOTE_URL_IN_CSS.sub("none", el.get("style")))
+        head = doc.find("head")
+        if head is not None and doc.get_element_by_id("tuneforge-offline-css", None) is None:
+            css = lhtml.Element("style", id="tuneforge-offline-css")
+            css.text = OFFLINE_CSS
+            head.append(css)
+        page.write_text(lhtml.tostring(doc, doctype="<!DOCTYPE html>", encoding="unicode", method="html"),
+                        encoding="utf-8")
+    static = Path(docs_dir) / "static"
+    if static.is_dir() and not any("static/" in p.read_text(encoding="utf-8") for p in pages):
+        shutil.rmtree(static)
+
+
+def _static_table(doc, table_id: str, script: str, lhtml) -> None:
+    """Write out the rows bootstrap-table would have drawn from `script` into the empty <table id=table_id>."""
+    table = doc.get_element_by_id(table_id, None)
+    columns, rows = _TABLE_COLUMNS.search(script), _TABLE_ROWS.search(script)
+    if table is None or columns is None or rows is None:
+        return
+    try:
+        columns, rows = ast.literal_eval(columns.group(1)), ast.literal_eval(rows.group(1))
+    except (ValueError, SyntaxError):
+        logging.getLogger("tuneforge").warning(f"data docs: table {table_id} left empty (unexpected GX markup)")
+        return
+    rows = sorted(rows, key=lambda r: r.get("_run_time_sort", 0), reverse=True)
+    head = "".join(f"<th>{html.escape(str(c.get('title', c['field'])))}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for i, col in enumerate(columns):
+            value = str(row.get(col["field"], ""))
+            if col["field"] == "validation_success" and "_validation_success_text" in row:
+                status = html.escape(str(row["_validation_success_text"]))
+                value = f'<span class="ge-status-{status}">{status}</span>'
+            if i == 0 and row.get("_table_row_link_path") and "<a " not in value:
+                value = f'<a href="{html.escape(row["_table_row_link_path"])}">{value}</a>'
+            cells.append(f"<td>{value}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    static = lhtml.fragment_fromstring(
+        f'<table id="{html.escape(table_id)}" class="{html.escape(table.get("class") or "")}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    static.tail = table.tail
+    table.getparent().replace(table, static)

@@ -11,9 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import Field, model_validator
-from safetensors.torch import load_file, save_file
 
 from tasks.model import DType, ModelRef, torch_dtype
 from tasks.schema import Section
@@ -149,6 +147,9 @@ def model_soup(checkpoint_dirs: list[Path], out_dir: Path) -> Path:
             raise ValueError(f"{d} holds weight files {other}, expected {files} as in {dirs[0]}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    import torch  # on use: tasks.config imports MergeConfig, and loading a config must stay light
+    from safetensors.torch import load_file, save_file
+
     for name in files:
         first = load_file(dirs[0] / name)
         acc = {k: t.to(torch.float32) if t.is_floating_point() else t for k, t in first.items()}

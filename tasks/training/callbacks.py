@@ -17,21 +17,39 @@ def peak_memory_mb() -> float:
 
 
 class MLflowMetrics(TrainerCallback):
-    """Logs loss, learning rate, grad norm, non-padding tokens/s and peak memory at every logging step.
+    """Logs loss, learning rate, grad norm, non-padding tokens/s and peak memory at every logging step, the
+    validation loss (`train/eval_loss`, and the trainer's other `eval_*` numbers) at every evaluation, and keeps the
+    run's system metrics (CPU, memory, disk, network: `system/*`) sampled from the start of training to its end.
 
     Written by hand rather than using transformers' MLflowCallback because that one opens its own run
     through the fluent API and logs every TrainingArguments field; here the run is the pipeline's.
     """
 
-    def __init__(self, logger, prefix: str = "train/"):
+    def __init__(self, logger, prefix: str = "train/", system_metrics: bool = True):
         self.logger, self.prefix = logger, prefix
         self._last: tuple[float, float] | None = None  # (time, tokens) at the previous log
+        self._system = system_metrics and hasattr(logger, "start_system_metrics")
+        self._sampling = False
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last = (time.perf_counter(), 0 if state.global_step == 0 else None)
+        if self._system and not self._sampling:
+            self.logger.start_system_metrics()
+            self._sampling = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # not reached when training raises: the monitor then ends with the run (see RunLogger.start_system_metrics)
+        if self._sampling:
+            self._sampling = False
+            self.logger.stop_system_metrics()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
+            return
+        if any(k.startswith("eval_") for k in logs):  # an evaluation: no throughput, and the token clock goes on
+            metrics = {k: v for k, v in logs.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+            if self.logger is not None:
+                self.logger.log_metrics({self.prefix + k: v for k, v in metrics.items()}, step=state.global_step)
             return
         metrics = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
         now = time.perf_counter()

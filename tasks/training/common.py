@@ -40,6 +40,9 @@ class Trained(BaseModel):
     teacher_dir: Path | None = None  # distill: the teacher the student learned from (evaluation compares speed)
     baseline_model_dir: Path | None = None  # distill: the same student trained by plain SFT, for the comparison
 
+    def summary(self) -> str:
+        return f"{self.recipe} / {self.method}: {'an adapter' if self.adapter_dir else 'a full model'}"
+
 
 class TrainResult(Trained):
     history_path: Path
@@ -53,6 +56,16 @@ class TrainResult(Trained):
     """Non-padding tokens seen (this run and the checkpoint it resumed from)."""
     peak_memory_mb: float = 0.0
     resumed_from: str | None
+
+    def summary(self) -> str:
+        trained = f"{_millions(self.trainable_params)} of {_millions(self.total_params)} params"
+        resumed = f", resumed from {Path(self.resumed_from).name}" if self.resumed_from else ""
+        return (f"{self.recipe} / {self.method}: loss {self.first_loss:.3f} -> {self.final_loss:.3f}, {trained} "
+                f"trained{resumed}")
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
 
 
 @cache
@@ -159,7 +172,10 @@ def trainer_callbacks(cfg: TrainConfig, logger=None, extra: list | None = None) 
 def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_dataset, logger=None,
                  callbacks: list | None = None, **recipe_kwargs):
     """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the step budget, and
-    `train.continual`'s EWC or LwF term on the loss (before `train()`, so before a checkpoint is loaded)."""
+    `train.continual`'s EWC or LwF term on the loss (before `train()`, so before a checkpoint is loaded).
+    A recipe's `eval_dataset` is cut to `cfg.eval_max_rows` rows and evaluated every `cfg.eval_steps` steps."""
+    if recipe_kwargs.get("eval_dataset") is not None:
+        recipe_kwargs["eval_dataset"] = evaluate_during_training(args, cfg, recipe_kwargs["eval_dataset"])
     trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                           callbacks=trainer_callbacks(cfg, logger, callbacks),
                           optimizers=(build_optimizer(model, cfg), None), **recipe_kwargs)
@@ -172,6 +188,27 @@ def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_da
     set_total_steps(trainer, cfg)
     attach_continual(trainer, cfg, logger)
     return trainer
+
+
+def evaluate_during_training(args, cfg: TrainConfig, eval_dataset):
+    """Switch `args` (built with eval_strategy="no") to a validation loss every `cfg.eval_steps` optimizer steps;
+    transformers adds one at the last step. Returns the first `cfg.eval_max_rows` rows of `eval_dataset`: the same
+    rows every time, so the curve moves with the model only."""
+    from transformers.trainer_utils import IntervalStrategy
+
+    args.eval_strategy = IntervalStrategy.STEPS
+    args.eval_steps = cfg.eval_steps
+    if hasattr(eval_dataset, "select") and len(eval_dataset) > cfg.eval_max_rows:
+        eval_dataset = eval_dataset.select(range(cfg.eval_max_rows))
+    return eval_dataset
+
+
+def final_eval_loss(trainer) -> float | None:
+    """The validation loss the trainer logged at its last step, if it evaluated there."""
+    for entry in reversed(trainer.state.log_history):
+        if "eval_loss" in entry and entry.get("step") == trainer.state.global_step:
+            return float(entry["eval_loss"])
+    return None
 
 
 def set_total_steps(trainer, cfg: TrainConfig) -> int:
@@ -247,7 +284,10 @@ def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate:
     if last:  # TRL restarts its non-padding token count on resume; carry on from the checkpoint's
         trainer._total_train_tokens = tokens_seen(Path(last))
     output = trainer.train(resume_from_checkpoint=last)
-    eval_loss = trainer.evaluate()["eval_loss"] if evaluate else None
+    eval_loss = None
+    if evaluate:  # the last step's evaluation when training ran one there, else one now
+        eval_loss = final_eval_loss(trainer)
+        eval_loss = trainer.evaluate()["eval_loss"] if eval_loss is None else eval_loss
 
     adapter_dir, model_dir = save_trained(trainer.model, trainer.processing_class, cfg, out_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]

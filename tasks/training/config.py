@@ -166,6 +166,23 @@ class DistillationConfig(Section):
     max_new_tokens: int = Field(64, gt=0)  # on_policy: longest sampled reply
 
 
+# Continual strategy -> the recipes it works with (naive: all). EWC needs a causal LM trained through `make_trainer`;
+# replay and LwF need chat rows and token-level SFT.
+CONTINUAL_RECIPES = {
+    "ewc": frozenset({"sft", "dpo", "kto", "orpo", "simpo", "grpo", "rloo"}),
+    "replay": frozenset({"sft"}),
+    "lwf": frozenset({"sft"}),
+}
+
+
+def check_continual(recipe: str, strategy: str) -> None:
+    """Raise when `train.recipe` cannot run `train.continual.strategy`. Here, not in continual.py: validating a
+    config must not import torch."""
+    if strategy != "naive" and recipe not in CONTINUAL_RECIPES[strategy]:
+        raise ValueError(f"train.continual.strategy={strategy} is not supported by train.recipe={recipe}; "
+                         f"{strategy} works with: {', '.join(sorted(CONTINUAL_RECIPES[strategy]))}")
+
+
 class ContinualConfig(Section):
     """Continual learning (tasks/training/continual.py): train on a new task without forgetting the previous one."""
 
@@ -268,6 +285,10 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = False  # less activation memory, ~30% slower
     logging_steps: int = Field(5, gt=0)
     save_steps: int = Field(20, gt=0)  # checkpoint cadence: a re-run resumes from the last one
+    eval_steps: int = Field(10, gt=0)
+    """Validation loss (`train/eval_loss`) every this many optimizer steps and at the last one, for a recipe given
+    the validation split (SFT with `eval_path`)."""
+    eval_max_rows: int = Field(64, gt=0)  # the first this many validation rows: keeps each evaluation cheap
     assistant_only_loss: bool = True  # loss on assistant tokens only (prompts are not learned)
     timeout_minutes: int = Field(120, gt=0)
 
@@ -304,8 +325,6 @@ class TrainConfig(Section):
         if self.recipe in ("classify", "fewshot") and self.method not in TASK_HEAD_METHODS:
             raise ValueError(f"recipe {self.recipe} trains with {', '.join(sorted(TASK_HEAD_METHODS))}, not "
                              f"method={self.method}")
-        from tasks.training.continual import check_continual
-
         check_continual(self.recipe, self.continual.strategy)
         if self.recipe == "kto" and self.batch_size < 2:
             raise ValueError("recipe kto needs batch_size >= 2: its KL term pairs each reply with another prompt's "

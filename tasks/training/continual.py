@@ -28,22 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tasks.training.config import CONTINUAL_RECIPES as SUPPORTED, check_continual  # noqa: F401 (re-exported)
+
 log = logging.getLogger("tuneforge")
-
-# strategy -> the recipes it works with (naive: all). EWC needs a causal LM trained through `make_trainer`;
-# replay and LwF need chat rows and token-level SFT.
-SUPPORTED = {
-    "ewc": frozenset({"sft", "dpo", "kto", "orpo", "simpo", "grpo", "rloo"}),
-    "replay": frozenset({"sft"}),
-    "lwf": frozenset({"sft"}),
-}
-
-
-def check_continual(recipe: str, strategy: str) -> None:
-    """Raise when `train.recipe` cannot run `train.continual.strategy` (for the config validator)."""
-    if strategy != "naive" and recipe not in SUPPORTED[strategy]:
-        raise ValueError(f"train.continual.strategy={strategy} is not supported by train.recipe={recipe}; "
-                         f"{strategy} works with: {', '.join(sorted(SUPPORTED[strategy]))}")
 
 
 def previous_path(previous_data: str | None) -> Path:

@@ -184,3 +184,42 @@ def test_a_missing_local_model_folder_is_named_on_load(path):
 def test_hub_ids_and_the_embedded_model_pass_the_folder_check():
     for ref in ("HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2", "embedded:smollm2-135m-instruct"):
         assert load_config(CONF / "smollm2" / "lora.yaml", [f"model.name_or_path={ref}"]).model.name_or_path == ref
+
+
+def test_an_unknown_key_suggests_the_closest_known_one():
+    with pytest.raises(ConfigError) as err:
+        load_config(DEFAULT, ["train.max_stepz=3", "train.lora.rnak=4", "trian.seed=1", "train.zzz=1"])
+    lines = str(err.value).splitlines()
+    assert "  train.max_stepz: unknown key (did you mean train.max_steps?)" in lines
+    assert "  train.lora.rnak: unknown key (did you mean train.lora.rank?)" in lines
+    assert "  trian: unknown key (did you mean train?)" in lines
+    assert "  train.zzz: unknown key" in lines  # nothing close: no guess
+
+
+def test_a_key_given_one_section_too_high_suggests_where_it_lives():
+    with pytest.raises(ConfigError) as err:
+        load_config(DEFAULT, ["train.beta=0.2", "eval.max_dorp={}"])
+    lines = str(err.value).splitlines()
+    assert "  train.beta: unknown key (did you mean train.dpo.beta?)" in lines
+    assert "  eval.max_dorp: unknown key (did you mean eval.drift.max_drop?)" in lines
+
+
+def test_a_chain_stage_suggestion_names_the_stage():
+    with pytest.raises(ConfigError, match=r"stages\.sft\.train\.max_stepz: unknown key "
+                                          r"\(did you mean stages\.sft\.train\.max_steps\?\)"):
+        load_config(CONF / "smollm2" / "sft_dpo.yaml", ["stages.sft.train.max_stepz=3"])
+
+
+def test_loading_a_config_imports_no_heavy_library():
+    """A config typo is reported in well under a second: validating imports none of torch, Prefect, MLflow, ..."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "prefect", "mlflow", "transformers", "datasets", "peft", "trl", "lm_eval"]
+    code = ("import sys, tasks.config\n"
+            f"for path in {[str(p) for p in pipeline_yamls()]!r}:\n"
+            "    tasks.config.load_config(path)\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]", out.stderr

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from evals.perplexity import chat_perplexity, generate_replies
+from evals.perplexity import chat_perplexity, chat_perplexity_ci, chat_row_nll, generate_replies
 from tasks.model import load_model, load_tokenizer
 from tasks.training.templates import training_chat_template
 
@@ -30,6 +30,17 @@ def test_perplexity_counts_only_assistant_tokens_and_ignores_padding(tiny_model_
         n += int(mask.sum())
     assert n == len(tok("hello there")["input_ids"]) + len(tok("ok")["input_ids"]) + 2
     assert math.isclose(batched, math.exp(nll / n), rel_tol=1e-4)
+
+
+def test_chat_perplexity_ci_is_the_same_perplexity_with_a_row_interval(tiny_model_dir):
+    model, tok = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    template = training_chat_template(tok)
+    ci = chat_perplexity_ci(model, tok, ROWS, chat_template=template, n_resamples=400)
+    assert ci.n == 2 and math.isclose(ci.estimate, chat_perplexity(model, tok, ROWS, chat_template=template),
+                                      rel_tol=1e-6)
+    nll, counts = chat_row_nll(model, tok, ROWS, chat_template=template)
+    row_ppl = sorted(math.exp(a / b) for a, b in zip(nll, counts))  # two rows: the bounds are the pure resamples
+    assert math.isclose(ci.low, row_ppl[0], rel_tol=1e-6) and math.isclose(ci.high, row_ppl[1], rel_tol=1e-6)
 
 
 def test_generate_replies_is_greedy_and_bounded(tiny_model_dir):

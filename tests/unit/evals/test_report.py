@@ -1,5 +1,6 @@
 import base64
 import re
+from datetime import date, datetime, timezone
 
 import numpy as np
 
@@ -69,3 +70,74 @@ def test_report_without_history_or_samples(tmp_path):
     page = write_report(tmp_path, config={}, data_counts={}, history={}, verdict=_verdict(), samples=[]).read_text()
     assert "no history logged" in page and "no samples" in page
     assert list(tmp_path.glob("*.png")) == []
+
+
+def _sections(page: str) -> list[str]:
+    return re.findall(r"<h2>([^<]+)</h2>", page)
+
+
+def test_results_come_before_the_config_and_small_intervals_are_greyed(tmp_path):
+    verdict = drift_gate(
+        {"mmlu": np.r_[np.ones(60), np.zeros(40)], "tiny": np.array([1.0, 0.0])},
+        {"mmlu": np.r_[np.ones(50), np.zeros(50)], "tiny": np.array([0.0, 0.0])},
+        DriftConfig(max_drop={}, n_resamples=200),
+    )
+    page = write_report(tmp_path, config={"lr": 1e-4}, data_counts={"raw": 3}, history={"loss": [(1, 1.0)]},
+                        verdict=verdict, samples=[{"prompt": "p", "base": "b", "tuned": "t"}]).read_text()
+    assert _sections(page) == ["Drift gate", "Evaluation", "Sample generations", "Training curves",
+                               "Data preparation", "Configuration"]
+    mmlu, tiny = (re.search(rf"<tr[^>]*><td>{m}</td>.*?</tr>", page).group(0) for m in ("mmlu", "tiny"))
+    assert re.search(r"\[-\d\.\d{4}, [+-]\d\.\d{4}\]", mmlu)  # 100 items: the interval
+    assert '<td class="num">2</td>' in tiny and "(n=2)" in tiny and "[" not in tiny  # 2 items: only the count
+    assert 'class="few"' in tiny
+
+
+def test_scores_table_folds_intervals_and_counts(tmp_path):
+    base = {"perplexity": 12.5, "perplexity_ci_low": 11.0, "perplexity_ci_high": 14.25, "perplexity_n": 200.0,
+            "gen_bleu": 0.1234}
+    tuned = {"perplexity": 9.0, "perplexity_ci_low": 8.5, "perplexity_ci_high": 9.75, "perplexity_n": 200.0,
+             "gen_bleu": 0.2, "win_rate": 1.0, "win_rate_ci_low": 1.0, "win_rate_ci_high": 1.0, "win_rate_n": 2.0,
+             "kl_to_reference": 0.3, "kl_to_reference_ci_low": 0.1, "kl_to_reference_ci_high": 0.5,
+             "classify_n": 30.0}
+    page = write_report(tmp_path, config={}, data_counts={}, history={}, verdict=_verdict(), samples=[],
+                        base_scores=base, tuned_scores=tuned).read_text()
+    assert _sections(page)[:3] == ["Drift gate", "Evaluation", "Scores"]
+    rows = {m: r for m, r in re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", page)}
+    assert rows["perplexity"] == ('<td class="num">200</td><td class="num">12.5000 [11.0000, 14.2500]</td>'
+                                  '<td class="num">9.0000 [8.5000, 9.7500]</td>')
+    assert "(n=2)" in rows["win_rate"] and "[" not in rows["win_rate"]  # 2 items: the count, not [1, 1]
+    assert "[0.1000, 0.5000]" in rows["kl_to_reference"]  # no count known: shown as is
+    assert rows["gen_bleu"] == '<td class="num"></td><td class="num">0.1234</td><td class="num">0.2000</td>'
+    assert rows["classify_n"].endswith('<td class="num"></td><td class="num">30.0000</td>')  # no metric "classify"
+    assert not {"perplexity_ci_low", "perplexity_n", "win_rate_ci_high"} & rows.keys()
+
+
+def test_repetitive_generations_are_flagged(tmp_path):
+    loop = "I can help. I can help. I can help."
+    samples = [{"prompt": "help?", "base": "Sure, open the settings page.", "tuned": loop},
+               {"prompt": "hi", "base": "Hello!", "tuned": "Hi, how can I help you today?"}]
+    page = write_report(tmp_path, config={}, data_counts={}, history={}, verdict=_verdict(),
+                        samples=samples).read_text()
+    assert page.count('<span class="flag">repetitive</span>') == 1
+    assert f'<td class="degenerate"><span class="flag">repetitive</span><pre>{loop}</pre>' in page
+    assert "Repetitive replies: base 0 of 2, tuned 1 of 2." in page
+
+
+def test_header_has_run_id_date_and_safe_links(tmp_path):
+    links = {"MLflow run": "http://127.0.0.1:5000/#/experiments/3/runs/abc123",
+             "Prefect flow run": "http://127.0.0.1:4200/runs/flow-run/f-1",
+             "bad": 'javascript:alert("x")'}
+    page = write_report(tmp_path, config={}, data_counts={}, history={}, verdict=_verdict(), samples=[],
+                        run_id="abc123", created=date(2024, 5, 17), links=links).read_text()
+    header = re.search(r'<p class="meta">(.*?)</p>', page).group(1)
+    assert page.index('<p class="meta">') < page.index("<h2>")
+    assert header == ('run <code>abc123</code> &middot; 2024-05-17'
+                      ' &middot; <a href="http://127.0.0.1:5000/#/experiments/3/runs/abc123">MLflow run</a>'
+                      ' &middot; <a href="http://127.0.0.1:4200/runs/flow-run/f-1">Prefect flow run</a>'
+                      ' &middot; bad: javascript:alert(&quot;x&quot;)')  # not an anchor
+    dated = write_report(tmp_path, config={}, data_counts={}, history={}, verdict=_verdict(), samples=[],
+                         created=datetime(2024, 5, 17, 9, 30, tzinfo=timezone.utc)).read_text()
+    assert '<p class="meta">2024-05-17 09:30 UTC</p>' in dated
+    undated = write_report(tmp_path, config={}, data_counts={}, history={}, verdict=_verdict(), samples=[]).read_text()
+    assert re.search(r'<p class="meta">\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC</p>', undated)  # written now
+

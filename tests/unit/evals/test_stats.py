@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from evals.stats import bootstrap_means, mean_ci, paired_bootstrap, paired_win_rate, win_outcomes
+from evals.stats import (
+    bootstrap_means, ci_fields, mean_ci, paired_bootstrap, paired_win_rate, perplexity_ci, win_outcomes,
+)
 
 
 def test_identical_scores_give_zero_delta_and_degenerate_interval():
@@ -77,3 +79,43 @@ def test_rejects_unpaired_or_invalid_inputs():
         mean_ci([1.0], confidence=1.0)
     with pytest.raises(ValueError, match="non-empty"):
         mean_ci([])
+
+
+def test_perplexity_ci_pools_tokens_per_resample():
+    # two rows: 2 nats over 1 token, 4 nats over 3 tokens. Pooled: exp(6/4); a resample holds row 0 twice (exp 2),
+    # row 1 twice (exp 4/3) or one of each (exp 6/4), each pure case with probability 1/4, so the 95% bounds are them.
+    ci = perplexity_ci([2.0, 4.0], [1, 3], n_resamples=2000, seed=0)
+    assert ci.estimate == pytest.approx(np.exp(1.5)) and ci.n == 2
+    assert ci.low == pytest.approx(np.exp(4 / 3)) and ci.high == pytest.approx(np.exp(2.0))
+    assert ci.estimate != pytest.approx(np.mean(np.exp([2.0, 4 / 3])))  # pooled, not a mean of row perplexities
+
+
+def test_perplexity_ci_matches_a_plain_loop_and_drops_empty_rows():
+    rng = np.random.default_rng(4)
+    counts = rng.integers(1, 40, size=50).astype(float)
+    nll = counts * rng.uniform(1.5, 3.0, size=50)
+    ci = perplexity_ci(np.r_[nll, 0.0], np.r_[counts, 0], n_resamples=500, confidence=0.9, seed=2)
+    idx = np.random.default_rng(2).integers(0, 50, size=(500, 50))  # the same draws, one resample at a time
+    expected = np.quantile([np.exp(nll[i].sum() / counts[i].sum()) for i in idx], [0.05, 0.95])
+    assert (ci.low, ci.high) == pytest.approx(tuple(expected))
+    assert ci.estimate == pytest.approx(np.exp(nll.sum() / counts.sum())) and ci.n == 50  # the empty row dropped
+    assert ci.low < ci.estimate < ci.high
+
+
+def test_perplexity_ci_same_rate_everywhere_is_exact():
+    ci = perplexity_ci([2.0, 6.0, 10.0], [1, 3, 5], n_resamples=300)
+    assert ci.estimate == ci.low == ci.high == pytest.approx(np.exp(2.0))
+
+
+def test_perplexity_ci_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="one token count per row"):
+        perplexity_ci([1.0, 2.0], [1])
+    with pytest.raises(ValueError, match="no scored tokens"):
+        perplexity_ci([0.0, 0.0], [0, 0])
+    with pytest.raises(ValueError, match=">= 0"):
+        perplexity_ci([1.0], [-1])
+
+
+def test_ci_fields_carry_the_item_count():
+    ci = mean_ci([0.0, 1.0, 1.0, 1.0], n_resamples=200)
+    assert ci_fields("acc", ci) == {"acc": 0.75, "acc_ci_low": ci.low, "acc_ci_high": ci.high, "acc_n": 4.0}

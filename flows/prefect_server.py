@@ -1,0 +1,80 @@
+"""A Prefect API server for one pipeline process, tied to that process's life.
+
+Prefect's own temporary server (what runs when PREFECT_API_URL is unset) is a uvicorn child that outlives a
+pipeline killed with SIGKILL: it is re-parented to init and keeps its port and database. This one is started with
+the kernel's parent-death signal (Linux `prctl(PR_SET_PDEATHSIG)`), so it ends with the process that started it,
+however that process ends. With PREFECT_API_URL set (a shared server, `make ui`), nothing is started.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when the parent dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    os.setpgrp()  # and keep the terminal's Ctrl-C for the parent, which stops the server in order
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def prefect_api(startup_timeout: float = 120.0) -> Iterator[str | None]:
+    """Yield the API URL of a private Prefect server (or None when PREFECT_API_URL names a server already)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield None
+        return
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+        env=env, preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited at start (code {server.returncode})")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer on {url} within {startup_timeout:.0f} s")
+            time.sleep(0.2)
+        with temporary_settings({PREFECT_API_URL: url}):
+            try:
+                yield url
+            finally:  # the run's last logs and events go out before the server does
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=10, at_exit=False)
+                EventsWorker.drain_all(timeout=10, at_exit=False)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
