@@ -24,7 +24,6 @@ setup: .venv/.ready  ## virtualenv, pinned dependencies, embedded model converte
 	touch $@
 
 pipeline: setup  ## run CONF: one recipe, or a chain of stages (`stages:`); key=value overrides in ARGS
-	mkdir -p runs
 	$(TUNEFORGE) run $(CONF) $(ARGS)
 
 test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit 5, no tests, is a failure)

@@ -17,10 +17,10 @@ from tasks.config import PipelineConfig
 from tasks.prepare_data import prepare_data
 from tasks.resolve_model import resolve_model
 from tasks.sample_best_of_n import best_of_n as sample
-from tasks.stage import run_stage
+from tasks.stage import STAGE_RESULTS, run_stage
 
 
-@flow(name="best_of_n")
+@flow(name="best_of_n", result_serializer=STAGE_RESULTS)  # JSON, as the stages' results
 def best_of_n(config: PipelineConfig) -> dict:
     cfg = config.best_of_n
     if cfg is None:

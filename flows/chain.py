@@ -22,6 +22,7 @@ from flows.finetune import finetune
 from flows.run import DriftGateFailed, tracked_run
 from tasks.banner import announce
 from tasks.config import STAGE_DATA_REFS, ChainConfig, PipelineConfig, stage_refs, with_value
+from tasks.stage import STAGE_RESULTS
 
 
 def with_stage_outputs(stage: PipelineConfig, done: dict[str, dict]) -> PipelineConfig:
@@ -34,7 +35,7 @@ def with_stage_outputs(stage: PipelineConfig, done: dict[str, dict]) -> Pipeline
     return stage
 
 
-@flow(name="chain")
+@flow(name="chain", result_serializer=STAGE_RESULTS)  # JSON, as the stages' results
 def chain(config: ChainConfig) -> dict:
     with tracked_run(config) as (run, run_dir):
         logger, done = run.logger(), {}

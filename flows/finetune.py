@@ -19,11 +19,11 @@ from tasks.extend_tokenizer import extend_tokenizer
 from tasks.package import package
 from tasks.prepare_data import prepare_data
 from tasks.resolve_model import resolve_model
-from tasks.stage import RunRef, run_stage
+from tasks.stage import RunRef, STAGE_RESULTS, run_stage
 from tasks.train import train
 
 
-@flow(name="finetune")
+@flow(name="finetune", result_serializer=STAGE_RESULTS)  # JSON, as the stages' results
 def finetune(config: PipelineConfig, parent: RunRef | None = None) -> dict:
     with tracked_run(config, parent) as (run, run_dir):
         model = run_stage(resolve_model, config.model, run_dir / "model", run)

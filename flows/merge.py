@@ -35,7 +35,7 @@ def merge_adapters(cfg: MergeConfig, model: ModelRef, out_dir: Path, run: RunRef
                    model_dir=None if adapter else merged)
 
 
-@flow(name="merge")
+@flow(name="merge", result_serializer=STAGE_RESULTS)  # JSON, as the stages' results
 def merge(config: PipelineConfig) -> dict:
     if config.merge is None:
         raise ValueError("the merge flow needs a `merge:` section (method, sources, weights, density)")

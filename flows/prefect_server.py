@@ -35,7 +35,7 @@ def _free_port() -> int:
 @contextmanager
 def prefect_api(startup_timeout: float = 120.0) -> Iterator[str | None]:
     """Yield the API URL of a private Prefect server (or None when PREFECT_API_URL names a server already)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     if PREFECT_API_URL.value():
         yield None
@@ -62,7 +62,8 @@ def prefect_api(startup_timeout: float = 120.0) -> Iterator[str | None]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the Prefect server did not answer on {url} within {startup_timeout:.0f} s")
             time.sleep(0.2)
-        with temporary_settings({PREFECT_API_URL: url}):
+        # links point at the UI that outlives this server: `tuneforge ui` on the same database
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_UI_URL: "http://127.0.0.1:4200"}):
             try:
                 yield url
             finally:  # the run's last logs and events go out before the server does

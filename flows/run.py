@@ -109,6 +109,7 @@ def conclude(run: RunRef, run_dir: Path, evaluation, packaged, **summary) -> dic
     return {"mlflow_run_id": run.run_id, "links": json.loads(logger.client.get_run(run.run_id).data.tags["links"]),
             "run_dir": str(run_dir),
             "report": str(packaged.report_path), "package": str(packaged.package_dir),
-            "registered_version": packaged.version, "aliases": packaged.aliases, "eval": evaluation.tuned,
+            "registered_version": packaged.version, "aliases": packaged.aliases, "base": evaluation.base,
+            "eval": evaluation.tuned,
             "deltas": {r.metric: {"base": r.base_mean, "tuned": r.tuned_mean, "delta": r.delta, "ci_low": r.ci_low,
                                   "ci_high": r.ci_high} for r in evaluation.verdict.rows}, **summary}

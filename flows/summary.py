@@ -45,12 +45,16 @@ def _outputs(result: Mapping) -> list[tuple[str, object]]:
 
 
 def _eval_table(result: Mapping) -> str:
-    """Every gated metric with base, tuned, delta and the delta's interval; then tuned-only metrics."""
+    """Every gated metric with base, tuned, delta and the delta's interval; then the other metrics (base and delta
+    where the base was scored too)."""
     deltas: Mapping = result.get("deltas") or {}
     rows = [[metric, fmt(d.get("base")), fmt(d.get("tuned")), fmt(d.get("delta"), signed=True),
              f"[{fmt(d.get('ci_low'), signed=True)}, {fmt(d.get('ci_high'), signed=True)}]"]
             for metric, d in deltas.items()]
-    rows += [[metric, "", fmt(value), "", ""] for metric, value in (result.get("eval") or {}).items()
+    base: Mapping = result.get("base") or {}
+    rows += [[metric, fmt(base.get(metric)) if metric in base else "", fmt(value),
+              fmt(value - base[metric], signed=True) if isinstance(base.get(metric), (int, float)) else "", ""]
+             for metric, value in (result.get("eval") or {}).items()
              if metric not in deltas and not _is_interval_part(metric)]
     return table(["metric", "base", "tuned", "delta", "interval"], rows, right=(1, 2, 3))
 

@@ -45,6 +45,12 @@ def tiny_config(tmp_path, tiny_model_dir, uri, conf="conf/smollm2/lora.yaml", ex
 
 def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path, tiny_model_dir, mlflow_uri,
                                                                          prefect_harness, monkeypatch):
+    import time
+    from pathlib import Path
+
+    from prefect.settings import get_current_settings
+
+    started = time.time()
     judge = build_tiny_reward_model(tmp_path / "judge", tiny_model_dir)
     config = tiny_config(tmp_path, tiny_model_dir, mlflow_uri, extra=[f"eval.reward_model={judge}",
                                                                       "eval.general_text_rows=4"])
@@ -78,6 +84,15 @@ def test_rerun_after_failure_resumes_same_run_and_skips_finished_stages(tmp_path
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert len(losses) >= 3 and losses[-1] < losses[0]
     assert {"eval/tuned/perplexity", "eval/tuned/general_perplexity", "eval/tuned/gen_rougeL"} <= set(run.data.metrics)
+
+    # the cached stage results the re-run read back are JSON of this project's models, not pickles
+    storage = Path(get_current_settings().results.local_storage_path)
+    written = [json.loads(p.read_bytes()) for p in storage.iterdir() if p.stat().st_mtime >= started]  # all JSON
+    records = [r for r in written if "metadata" in r]  # stage results (flow results are stored bare)
+    assert len(records) >= 7
+    assert {r["metadata"]["serializer"]["type"] for r in records} == {"tuneforge-stage-json"}
+    assert {json.loads(r["result"]).get("model") for r in records} >= {"tasks.model.ModelRef",
+                                                                      "tasks.training.common.TrainResult"}
     low, mid, high = (run.data.metrics[f"eval/tuned/win_rate{s}"] for s in ("_ci_low", "", "_ci_high"))
     assert 0.0 <= low <= mid <= high <= 1.0
     assert result["registered_version"] == "1" and "champion" in result["aliases"]

@@ -8,6 +8,7 @@ FINETUNE = {
     "links": {"mlflow": f"http://127.0.0.1:5000/#/experiments/1/runs/{RUN}",
               "prefect": "http://127.0.0.1:4200/runs/flow-run/e245d2bf"},
     "registered_version": "4", "aliases": ["candidate", "champion"],
+    "base": {"perplexity": 66.97, "mmlu_cloze": 0.2631578947368421},
     "eval": {"perplexity": 62.73012281249813, "mmlu_cloze": 0.24561403508771928, "degenerate_rate": 0.0},
     "deltas": {"mmlu_cloze": {"base": 0.2631578947368421, "tuned": 0.24561403508771928, "delta": -0.017543859649122806,
                               "ci_low": -0.05263157894736842, "ci_high": 0.0}},
@@ -22,7 +23,7 @@ def test_a_finetune_run_ends_with_gate_eval_table_outputs_and_links():
         "metric             base   tuned    delta  interval",
         "───────────────  ──────  ──────  ───────  ──────────────────",
         "mmlu_cloze       0.2632  0.2456  -0.0175  [-0.0526, +0.0000]",
-        "perplexity                62.73",
+        "perplexity        66.97   62.73  -4.2399",
         "degenerate_rate          0.0000",
     ]
     assert lines[9:-1] == [
