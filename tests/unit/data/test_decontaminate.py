@@ -59,4 +59,4 @@ def test_missing_benchmarks_are_reported_or_raise_when_required(tmp_path):
     assert set(dec.status) == {"mmlu", "truthfulqa"} and all(v.startswith("missing") for v in dec.status.values())
     assert dec.match(["x"], [["a"] * 20]) == [None]
     with pytest.raises(DataError, match="benchmark 'mmlu' is missing"):
-        Decontaminator(DecontaminationConfig(benchmarks_dir=str(tmp_path), required=True), WordHasher())
+        Decontaminator(DecontaminationConfig(benchmarks_dir=str(tmp_path), fail_if_missing=True), WordHasher())
