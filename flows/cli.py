@@ -109,13 +109,14 @@ def _run(args) -> int:
 def run_flow(config: PipelineConfig | ChainConfig, flow=None, verbose: bool = False, debug: bool = False) -> dict:
     """Quiet the terminal, check the tracking server, import and run the config's flow (or `flow`) against a Prefect
     server that dies with this process, print the summary; returns the flow's dict."""
+    from tasks.tracking_server import check_tracking_server, tracking_uri
+
+    check_tracking_server(tracking_uri(config.tracking.tracking_uri, config.run_root))  # before anything else runs
     terminal.prefect_logging(verbose)
     if not verbose:
         terminal.quiet_libraries()
     from flows.prefect_server import prefect_api
-    from tasks.tracking import check_tracking_server, tracking_uri
 
-    check_tracking_server(tracking_uri(config.tracking.tracking_uri, config.run_root))  # before anything else runs
     flow = flow or flow_for(config)
     if not debug:
         terminal.hide_run_failures()

@@ -19,7 +19,7 @@ def expected_types() -> tuple[type[BaseException], ...]:
     Prefect and MLflow into a config check)."""
     found: list[type[BaseException]] = [ConfigError, DataError]
     for module, names in (("flows.run", ("DriftGateFailed",)),
-                          ("tasks.tracking", ("TrackingUnavailable", "RunFolderBusy"))):
+                          ("tasks.tracking_server", ("TrackingUnavailable",)), ("tasks.tracking", ("RunFolderBusy",))):
         loaded = sys.modules.get(module)
         found += [getattr(loaded, n) for n in names if loaded is not None and hasattr(loaded, n)]
     return tuple(found)

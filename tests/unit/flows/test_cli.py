@@ -62,7 +62,7 @@ def test_a_tracking_server_that_is_not_there_ends_the_command_at_once_naming_it(
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "flows", DEFAULT, f"run_root={tmp_path / 'runs'}"],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 5  # checked before the heavy imports: under a second here
     assert out.returncode == 1
     assert out.stderr.splitlines() == [f"error: MLflow tracking server {uri} is not reachable (ConnectionError); "
                                        "start it, or point MLFLOW_TRACKING_URI / tracking.tracking_uri at one that "
