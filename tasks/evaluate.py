@@ -297,6 +297,12 @@ def _markdown(result: EvalResult) -> str:
         ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if r.n >= MIN_ITEMS_FOR_CI else f"(n={r.n})"
         lines.append(f"| {r.metric} | {r.base_mean:.4f} | {r.tuned_mean:.4f} | {r.delta:+.4f} | {ci} |")
     for k in sorted(set(result.base) - {r.metric for r in result.verdict.rows}):
-        lines.append(f"| {k} | {result.base[k]:.4f} | {result.tuned.get(k, float('nan')):.4f} | | |")
+        if k.endswith(("_ci_low", "_ci_high", "_n")):  # an interval's parts: shown beside its metric
+            continue
+        tuned = result.tuned.get(k, float("nan"))
+        delta = f"{tuned - result.base[k]:+.4f}"
+        low, high = result.tuned.get(f"{k}_ci_low"), result.tuned.get(f"{k}_ci_high")
+        ci = f"tuned [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+        lines.append(f"| {k} | {result.base[k]:.4f} | {tuned:.4f} | {delta} | {ci} |")
     lines += [f"- {reason}" for reason in result.verdict.reasons]
     return "\n".join(lines)

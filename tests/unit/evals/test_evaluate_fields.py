@@ -25,3 +25,14 @@ def test_markdown_shows_the_count_instead_of_an_interval_from_few_items():
     mmlu = verdict.rows[0]
     assert lines["mmlu"] == f"| mmlu | 0.6000 | 0.5000 | -0.1000 | [{mmlu.ci_low:+.4f}, {mmlu.ci_high:+.4f}] |"
     assert lines["tiny"] == "| tiny | 0.5000 | 0.0000 | -0.5000 | (n=2) |"
+
+
+def test_markdown_folds_an_interval_into_its_metric_row():
+    verdict = drift_gate({}, {}, DriftConfig(max_drop={}, n_resamples=200))
+    result = EvalResult(base={"perplexity": 66.97, "perplexity_ci_low": 56.3, "perplexity_ci_high": 80.1,
+                              "perplexity_n": 24.0},
+                        tuned={"perplexity": 26.05, "perplexity_ci_low": 22.11, "perplexity_ci_high": 30.99,
+                               "perplexity_n": 24.0},
+                        verdict=verdict, report_path=Path("eval_report.json"), samples=[])
+    rows = [line for line in _markdown(result).splitlines() if line.startswith("| perplexity")]
+    assert rows == ["| perplexity | 66.9700 | 26.0500 | -40.9200 | tuned [22.1100, 30.9900] |"]
