@@ -112,4 +112,4 @@ def conclude(run: RunRef, run_dir: Path, evaluation, packaged, **summary) -> dic
             "registered_version": packaged.version, "aliases": packaged.aliases, "base": evaluation.base,
             "eval": evaluation.tuned,
             "deltas": {r.metric: {"base": r.base_mean, "tuned": r.tuned_mean, "delta": r.delta, "ci_low": r.ci_low,
-                                  "ci_high": r.ci_high} for r in evaluation.verdict.rows}, **summary}
+                                  "ci_high": r.ci_high, "n": r.n} for r in evaluation.verdict.rows}, **summary}

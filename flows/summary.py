@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from evals.stats import MIN_ITEMS_FOR_CI
+
 RULE = "─" * 78
 
 
@@ -48,8 +50,7 @@ def _eval_table(result: Mapping) -> str:
     """Every gated metric with base, tuned, delta and the delta's interval; then the other metrics (base and delta
     where the base was scored too)."""
     deltas: Mapping = result.get("deltas") or {}
-    rows = [[metric, fmt(d.get("base")), fmt(d.get("tuned")), fmt(d.get("delta"), signed=True),
-             f"[{fmt(d.get('ci_low'), signed=True)}, {fmt(d.get('ci_high'), signed=True)}]"]
+    rows = [[metric, fmt(d.get("base")), fmt(d.get("tuned")), fmt(d.get("delta"), signed=True), _interval(d)]
             for metric, d in deltas.items()]
     base: Mapping = result.get("base") or {}
     rows += [[metric, fmt(base.get(metric)) if metric in base else "", fmt(value),
@@ -57,6 +58,13 @@ def _eval_table(result: Mapping) -> str:
              for metric, value in (result.get("eval") or {}).items()
              if metric not in deltas and not _is_interval_part(metric)]
     return table(["metric", "base", "tuned", "delta", "interval"], rows, right=(1, 2, 3))
+
+
+def _interval(d: Mapping) -> str:
+    """The delta's interval; from fewer than MIN_ITEMS_FOR_CI items only the count (such an interval means little)."""
+    if d.get("n") is not None and d["n"] < MIN_ITEMS_FOR_CI:
+        return f"(n={d['n']})"
+    return f"[{fmt(d.get('ci_low'), signed=True)}, {fmt(d.get('ci_high'), signed=True)}]"
 
 
 def _is_interval_part(metric: str) -> bool:

@@ -10,7 +10,8 @@ FINETUNE = {
     "registered_version": "4", "aliases": ["candidate", "champion"],
     "base": {"perplexity": 66.97, "mmlu_cloze": 0.2631578947368421},
     "eval": {"perplexity": 62.73012281249813, "mmlu_cloze": 0.24561403508771928, "degenerate_rate": 0.0},
-    "deltas": {"mmlu_cloze": {"base": 0.2631578947368421, "tuned": 0.24561403508771928, "delta": -0.017543859649122806,
+    "deltas": {"gen_rougeL": {"base": 0.1097, "tuned": 0.1525, "delta": 0.0429, "ci_low": 0.02, "ci_high": 0.07, "n": 2},
+               "mmlu_cloze": {"base": 0.2631578947368421, "tuned": 0.24561403508771928, "delta": -0.017543859649122806,
                               "ci_low": -0.05263157894736842, "ci_high": 0.0}},
     "final_loss": 3.9937546253204346,
 }
@@ -19,14 +20,15 @@ FINETUNE = {
 def test_a_finetune_run_ends_with_gate_eval_table_outputs_and_links():
     lines = render(FINETUNE).splitlines()
     assert lines[1] == "Run finished: drift gate passed"
-    assert lines[3:8] == [
+    assert lines[3:9] == [
         "metric             base   tuned    delta  interval",
         "───────────────  ──────  ──────  ───────  ──────────────────",
+        "gen_rougeL       0.1097  0.1525  +0.0429  (n=2)",
         "mmlu_cloze       0.2632  0.2456  -0.0175  [-0.0526, +0.0000]",
         "perplexity        66.97   62.73  -4.2399",
         "degenerate_rate          0.0000",
     ]
-    assert lines[9:-1] == [
+    assert lines[10:-1] == [
         "final loss   3.9938",
         "registered   version 4 @candidate @champion",
         f"package      /w/runs/runs/{RUN}/package/adapter",
