@@ -113,15 +113,16 @@ def run_flow(config: PipelineConfig | ChainConfig, flow=None, verbose: bool = Fa
 
     check_tracking_server(tracking_uri(config.tracking.tracking_uri, config.run_root))  # before anything else runs
     terminal.prefect_logging(verbose)
-    if not verbose:
-        terminal.quiet_libraries()
-    from flows.prefect_server import prefect_api
+    from flows.prefect_server import PrefectServer
 
-    flow = flow or flow_for(config)
-    if not debug:
-        terminal.hide_run_failures()
-    with prefect_api():  # unless PREFECT_API_URL names a server already
-        result = flow(config)
+    with PrefectServer() as server:  # unless PREFECT_API_URL names one; it boots while the libraries import
+        if not verbose:
+            terminal.quiet_libraries()
+        flow = flow or flow_for(config)
+        if not debug:
+            terminal.hide_run_failures()
+        with server.api():
+            result = flow(config)
     print(summary.render(result), flush=True)
     return result
 

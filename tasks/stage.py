@@ -74,6 +74,7 @@ def run_stage(stage, *args, **kwargs):
     announce(banner(stage.name, seconds, result, cached=state.name == "Cached"))
     return result
 
+
 def transient_only(task, task_run, state) -> bool:
     """Retry network and tracking-server hiccups; never a bad config, bad data or out-of-memory."""
     try:
