@@ -35,21 +35,23 @@ def run_links(uri: str, experiment_id: str, run_id: str, flow_run_id: str | None
     return links
 
 
-def _link_prefect_run(logger: RunLogger, links: dict[str, str], flow_run_id: str | None) -> None:
-    """Name the Prefect flow run after the MLflow run, and point each at the other (tag + description on the MLflow
-    side, a link artifact on the Prefect side)."""
-    run = logger.client.get_run(logger.run_id)
-    note = f"Prefect flow run: {links['prefect']}" if "prefect" in links else ""
-    logger.set_tags({"prefect.flow_run_id": flow_run_id or "", "prefect.flow_run_url": links.get("prefect", ""),
-                     "mlflow.note.content": note})
+def _link_tags(links: dict[str, str], flow_run_id: str | None) -> dict[str, str]:
+    """The MLflow side of the link: the flow run as tags and as the run's description."""
+    return {"prefect.flow_run_id": flow_run_id or "", "prefect.flow_run_url": links.get("prefect", ""),
+            "mlflow.note.content": f"Prefect flow run: {links['prefect']}" if "prefect" in links else "",
+            "links": json.dumps(links)}
+
+
+def _name_prefect_run(run_name: str, run_id: str, links: dict[str, str], flow_run_id: str | None) -> None:
+    """The Prefect side: the flow run named after the MLflow run, with a link artifact to it."""
     if not flow_run_id:
         return
     from prefect.artifacts import create_link_artifact
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        client.update_flow_run(flow_run_id, name=f"{run.info.run_name}-{logger.run_id[:8]}")
-    create_link_artifact(links["mlflow"], link_text=f"MLflow run {run.info.run_name}", key="mlflow-run",
+        client.update_flow_run(flow_run_id, name=f"{run_name}-{run_id[:8]}")
+    create_link_artifact(links["mlflow"], link_text=f"MLflow run {run_name}", key="mlflow-run",
                          description="The MLflow run this flow run logs to")
 
 
@@ -72,10 +74,10 @@ def tracked_run(config, parent: RunRef | None = None) -> Iterator[tuple[RunRef, 
     with run_folder_lock(run_dir, logger.run_id):
         try:
             logger.log_params(config.flat())
-            experiment_id = logger.client.get_run(logger.run_id).info.experiment_id
-            links = run_links(uri, experiment_id, logger.run_id, flow_run.get_id())
-            _link_prefect_run(logger, links, flow_run.get_id())
-            logger.set_tags({"run_dir": str(run_dir), "links": json.dumps(links)})
+            info = logger.client.get_run(logger.run_id).info
+            links = run_links(uri, info.experiment_id, logger.run_id, flow_run.get_id())
+            logger.set_tags({"run_dir": str(run_dir), **_link_tags(links, flow_run.get_id())})
+            _name_prefect_run(info.run_name, logger.run_id, links, flow_run.get_id())
             get_run_logger().info(f"MLflow run {logger.run_id} ({'resumed' if resumed else 'new'}), outputs under "
                                   f"{run_dir}: {links['mlflow']}")
             with logger.system_metrics():  # CPU and memory for the whole run, in the run's System metrics tab

@@ -24,11 +24,6 @@ PREFECT_PORT = 4200
 MLFLOW_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def store_uri(run_root: Path = Path("runs")) -> str:
-    """What the runs track to when no config says otherwise (tasks.tracking.tracking_uri without a config)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_root / 'mlflow.db').resolve()}"
-
-
 def commands(uri: str, bin_dir: Path = Path(sys.executable).parent) -> dict[str, list[str]]:
     """Name -> command line of each server. An HTTP tracking URI is a server with its own UI: not started here."""
     servers = {"Prefect": [str(bin_dir / "prefect"), "server", "start", "--host", HOST, "--port", str(PREFECT_PORT)]}
@@ -110,7 +105,9 @@ def _group_alive(group: int) -> bool:
 
 
 def main(run_root: Path = Path("runs")) -> int:
-    uri = store_uri(run_root)
+    from tasks.tracking_server import tracking_uri
+
+    uri = tracking_uri(None, run_root)  # what runs track to when no config names a store
     servers = commands(uri)
     mlflow_ui = f"http://{HOST}:{MLFLOW_PORT}" if "MLflow" in servers else uri
     log_dir = run_root / "ui"

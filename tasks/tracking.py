@@ -23,7 +23,7 @@ from typing import Iterator
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.utils.time import get_current_time_millis
 
 from tasks.tracking_server import TrackingUnavailable, check_tracking_server, is_transient, tracking_uri  # noqa: F401
@@ -179,8 +179,7 @@ class RunLogger:
             self.client.log_batch(self.run_id, metrics=rows[i:i + 500])
 
     def set_tags(self, tags: dict) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifacts(self, local: Path, artifact_path: str | None = None) -> None:
         local = Path(local)

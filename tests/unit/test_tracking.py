@@ -3,6 +3,7 @@ import json
 from mlflow import MlflowClient
 
 from tasks.tracking import RunLogger
+from tests.helpers import free_port
 
 
 def test_new_run_then_resume_after_failure(mlflow_uri, tmp_path):
@@ -39,14 +40,6 @@ def test_params_metrics_and_dataset(mlflow_uri, tmp_path):
     assert inputs[0].tags[0].value == "training"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_tracking_server_that_is_not_there_fails_at_once_naming_the_uri():
     import time
 
@@ -54,7 +47,7 @@ def test_a_tracking_server_that_is_not_there_fails_at_once_naming_the_uri():
 
     from tasks.tracking import TrackingUnavailable, check_tracking_server
 
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
     with pytest.raises(TrackingUnavailable, match=f"{uri} is not reachable"):
         check_tracking_server(uri)
@@ -73,7 +66,7 @@ def test_an_outage_spends_one_bounded_budget_not_one_per_call(monkeypatch):
 
     monkeypatch.setattr(tracking, "OUTAGE_BUDGET_S", 3.0)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
     with pytest.raises(tracking.TrackingUnavailable, match="has not answered"):
         tracking.RunLogger("0" * 32, uri).log_metrics({"loss": 1.0})

@@ -52,12 +52,11 @@ def test_missing_data_fails_with_the_message_and_no_traceback(tmp_path):
 
 
 def test_a_tracking_server_that_is_not_there_ends_the_command_at_once_naming_it(tmp_path):
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+    from tests.helpers import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PREFECT_HOME": str(tmp_path / "prefect")}
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "flows", DEFAULT, f"run_root={tmp_path / 'runs'}"],
