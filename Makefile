@@ -11,7 +11,7 @@ export PREFECT_LOGGING_LEVEL ?= WARNING
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup pipeline test test-all bench ui serve compare clean
+.PHONY: setup pipeline test test-all bench bench-speed ui serve compare clean
 
 setup: .venv/.ready  ## virtualenv, pinned dependencies, embedded model converted once
 .venv/.ready: pyproject.toml requirements.lock
@@ -32,8 +32,7 @@ test: setup  ## unit tests + one end-to-end run on the real model (pytest's exit
 test-all: setup  ## also the slow per-method real-model runs
 	$(PY) -m pytest -q; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" >&2 && exit 1; exit $$rc
 
-bench: setup  ## PII precision/recall on both labelled sets, near-dup recall curves, data-prep records/s and peak RSS at 100k/1M rows, method table, DPO reference memory, lm-eval harness check (~1 h on 2 cores)
-	mkdir -p runs/bench
+bench: setup bench-speed  ## everything: speed (below), PII precision/recall on both labelled sets, near-dup recall curves, data-prep records/s and peak RSS at 100k/1M rows, method table, DPO reference memory, lm-eval harness check (~1.5 h on 2 cores)
 	$(PY) -m evals.pii_benchmark | tee runs/bench/pii.json
 	$(PY) -m evals.pii_benchmark --cases evals/data/pii_faker_cases.jsonl | tee runs/bench/pii_faker.json
 	$(PY) -m evals.neardup_benchmark --plot runs/bench/neardup_faker.png | tee runs/bench/neardup_faker.txt
@@ -42,6 +41,11 @@ bench: setup  ## PII precision/recall on both labelled sets, near-dup recall cur
 	$(PY) bench/bench_methods.py --out runs/bench/methods.md
 	$(PY) bench/bench_reference.py --out runs/bench/reference
 	$(PY) bench/bench_eval.py --mmlu-per-subject 1 --forms letter,cloze --truthfulqa-limit 5 --out runs/bench/eval
+
+bench-speed: setup  ## training tokens/s vs stock and hand-tuned TRL (SFT, DPO), flow overhead, eval vs raw forward (~20 min)
+	mkdir -p runs/bench
+	$(PY) bench/bench_train.py --out runs/bench/train | tee runs/bench/train.md
+	$(PY) bench/bench_flow.py --out runs/bench/flow | tee runs/bench/flow.md
 
 ui: setup  ## MLflow UI on :5000 (one worker, ~0.5 GB) and Prefect UI on :4200; Ctrl-C stops both
 	mkdir -p runs

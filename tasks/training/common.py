@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from transformers.trainer_utils import get_last_checkpoint
 
 from tasks.model import ModelRef
+from tasks.training import fused_head
+from tasks.training.attention import use_packed_attention
 from tasks.training.callbacks import AdaLoRABudget, MLflowMetrics, peak_memory_mb
 from tasks.training.config import FULL_WEIGHT, TrainConfig
 from tasks.training.continual import attach as attach_continual
@@ -144,6 +146,7 @@ def load_for_training(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, se
             tokenizer.chat_template = template
     torch.manual_seed(seed)
     base = load_base(cfg, model)
+    use_packed_attention(base)  # packed rows attend per example on CPU too (attention.py)
     new_token_ids = apply_extension(base, tokenizer, Path(tokenizer_dir))
     trainable = apply_method(base, cfg, trainable_token_ids=new_token_ids, tokenizer_dir=Path(tokenizer_dir))
     head = trainable.get_output_embeddings()
@@ -171,7 +174,8 @@ def trainer_callbacks(cfg: TrainConfig, logger=None, extra: list | None = None) 
 
 def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_dataset, logger=None,
                  callbacks: list | None = None, **recipe_kwargs):
-    """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the step budget, and
+    """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the LM head scored at
+    labelled positions only, the step budget, and
     `train.continual`'s EWC or LwF term on the loss (before `train()`, so before a checkpoint is loaded).
     A recipe's `eval_dataset` is cut to `cfg.eval_max_rows` rows and evaluated every `cfg.eval_steps` steps."""
     if recipe_kwargs.get("eval_dataset") is not None:
@@ -179,6 +183,9 @@ def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_da
     trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                           callbacks=trainer_callbacks(cfg, logger, callbacks),
                           optimizers=(build_optimizer(model, cfg), None), **recipe_kwargs)
+    for model_ in (trainer.model, getattr(trainer, "ref_model", None)):
+        if model_ is not None:
+            fused_head.install(model_)  # the LM head at labelled positions only (fused_head.py)
     peft_configs = getattr(trainer.model, "peft_config", {})
     if "ref" in peft_configs:
         # TRL's DPO/KTO copy a PEFT model's adapter as a frozen "ref" adapter, for adapters that were trained before.

@@ -279,7 +279,10 @@ class TrainConfig(Section):
     grad_accum: int = Field(1, gt=0)
     max_grad_norm: float = 1.0  # 0 disables clipping
     max_length: int = Field(512, gt=8)  # tokens per example (per packed row with packing); longer are truncated
-    packing: bool = False  # best-fit pack examples into max_length rows, attention kept per example (padding-free)
+    packing: bool | None = None
+    """Best-fit pack whole examples into max_length rows, attention kept per example (padding-free; same loss as
+    padded batches, ~1.4x the tokens/s on CPU). None = on, except for prompt learning (its virtual tokens are per
+    sequence). SFT-style recipes only; the preference trainers pad."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto = bf16 where the hardware computes it natively (CUDA with bf16, a CPU with AMX), else fp32."""
     gradient_checkpointing: bool = False  # less activation memory, ~30% slower
@@ -299,6 +302,8 @@ class TrainConfig(Section):
                 raise ValueError(f"lora.loraplus_lr_ratio applies to LoRA methods, not method={self.method}")
             if self.layer_lrs:
                 raise ValueError("lora.loraplus_lr_ratio and layer_lrs both set learning rates: choose one")
+        if self.packing is None:
+            self.packing = self.method not in PROMPT_LEARNING
         if self.packing and self.method in PROMPT_LEARNING:
             raise ValueError(f"packing=true with method={self.method}: virtual tokens would only precede the first "
                              "example of each packed row")

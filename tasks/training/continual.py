@@ -301,7 +301,8 @@ def attach(trainer, cfg, logger=None) -> None:
 def old_model_logits(model: nn.Module, theta_old: dict[str, Tensor], inputs: dict) -> Tensor:
     """The starting model's logits on the batch, without gradients, in eval mode: a PEFT model with its adapter
     disabled, any other model run on the trainable weights' starting values."""
-    kwargs = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+    kwargs = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k",
+                                     "max_length_q", "max_length_k") if k in inputs}
     was_training = model.training
     model.eval()
     try:

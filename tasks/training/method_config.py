@@ -16,7 +16,7 @@ class LoRAConfig(Section):
 
     rank: int = Field(8, gt=0)  # higher = more capacity and memory
     alpha: int = Field(16, gt=0)  # scale = alpha / rank (alpha / sqrt(rank) with rslora)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)  # PEFT's default; 0.05 costs ~12% of a CPU LoRA step
     target_modules: TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj"]
     use_rslora: bool = False  # alpha/sqrt(r): keeps the update's scale stable at high rank (method rslora sets it)
     use_dora: bool = False  # magnitude/direction split (method dora sets it)
@@ -42,7 +42,7 @@ class AdaLoRAConfig(Section):
     init_r: int = Field(12, gt=0)  # starting rank of every matrix
     target_r: int = Field(8, gt=0)  # mean rank left after pruning
     alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)  # PEFT's default; 0.05 costs ~12% of a CPU LoRA step
     target_modules: TargetModules = ["q_proj", "k_proj", "v_proj", "o_proj"]
     tinit: int = Field(0, ge=0)  # warm-up steps before any pruning
     tfinal: int = Field(0, ge=0)  # final steps with the budget frozen

@@ -20,9 +20,16 @@ def test_each_method_has_a_yaml_that_runs_it(method):
     assert load_config(path).train.method == method
 
 
-def test_defaults_are_plain_lora_in_fp32_without_packing():
+def test_defaults_are_packed_lora_without_dropout():
     cfg = TrainConfig()
-    assert (cfg.method, cfg.lora.rank, cfg.packing, cfg.precision, cfg.layer_lrs) == ("lora", 8, False, "auto", {})
+    assert (cfg.method, cfg.lora.rank, cfg.lora.dropout, cfg.packing, cfg.precision, cfg.layer_lrs) == (
+        "lora", 8, 0.0, True, "auto", {})
+
+
+def test_packing_defaults_off_only_for_prompt_learning():
+    assert [TrainConfig(method=m).packing for m in ("prompt", "prefix", "ptuning", "ia3", "full")] == [
+        False, False, False, True, True]
+    assert TrainConfig(method="lora", packing=False).packing is False
 
 
 def test_typos_and_wrong_types_name_the_key():
