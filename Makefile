@@ -45,6 +45,7 @@ bench: setup bench-speed  ## everything: speed (below), PII precision/recall on 
 bench-speed: setup  ## training tokens/s vs stock and hand-tuned TRL (SFT, DPO), flow overhead, eval vs raw forward (~20 min)
 	mkdir -p runs/bench
 	$(PY) bench/bench_train.py --out runs/bench/train | tee runs/bench/train.md
+	$(PY) bench/bench_train.py --precision fp32 --recipes sft --out runs/bench/train | tee runs/bench/train_fp32.md
 	$(PY) bench/bench_flow.py --out runs/bench/flow | tee runs/bench/flow.md
 
 ui: setup  ## MLflow UI on :5000 (one worker, ~0.5 GB) and Prefect UI on :4200; Ctrl-C stops both

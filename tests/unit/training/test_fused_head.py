@@ -34,7 +34,8 @@ def test_labelled_log_probs_match_the_full_logits(monkeypatch, trainable_head):
         if name == "is_top1":
             assert torch.equal(value, expected[name])
         else:
-            assert value.detach().double() == pytest.approx(expected[name].detach(), abs=1e-5 if trainable_head else 1e-9), name
+            tolerance = 1e-5 if trainable_head else 1e-9
+            assert value.detach().double() == pytest.approx(expected[name].detach(), abs=tolerance), name
 
     # a loss that is not a plain sum (DPO-like), so each token's incoming gradient differs
     def loss(log_probs):
