@@ -175,8 +175,8 @@ def trainer_callbacks(cfg: TrainConfig, logger=None, extra: list | None = None) 
 def make_trainer(trainer_cls, cfg: TrainConfig, model, tokenizer, args, train_dataset, logger=None,
                  callbacks: list | None = None, **recipe_kwargs):
     """A TRL trainer with what every recipe gives it: our optimizer groups, the callbacks, the LM head scored at
-    labelled positions only, the step budget, and
-    `train.continual`'s EWC or LwF term on the loss (before `train()`, so before a checkpoint is loaded).
+    labelled positions only (fused_head.py), the step budget, and `train.continual`'s EWC or LwF term on the loss
+    (before `train()`, so before a checkpoint is loaded).
     A recipe's `eval_dataset` is cut to `cfg.eval_max_rows` rows and evaluated every `cfg.eval_steps` steps."""
     if recipe_kwargs.get("eval_dataset") is not None:
         recipe_kwargs["eval_dataset"] = evaluate_during_training(args, cfg, recipe_kwargs["eval_dataset"])

@@ -39,7 +39,9 @@ def tiny_config(tmp_path, tiny_model_dir, uri, conf="conf/smollm2/lora.yaml", ex
         f"data.sources=[{{name: t, path: {data}, license: MIT}}]", "data.decontamination.enabled=false",
         "train.max_steps=6", "train.save_steps=3", "train.learning_rate=0.01", "train.lora.target_modules=all-linear",
         "eval.benchmarks.enabled=false", "eval.drift.max_drop={}", "eval.sample_generations=1",
-        "eval.max_new_tokens=8", "package.registered_model_name=tiny-flow", *extra,
+        "eval.max_new_tokens=8", "package.registered_model_name=tiny-flow",
+        "train.packing=false",  # 40 short rows: packed, an epoch would be 2 steps
+        *extra,
     ])
 
 
