@@ -162,8 +162,6 @@ def heldout_reply_loss(model, rows: Path) -> float:
 
 def run_one(name: str, args) -> dict:
     """Child process: one (recipe, setup)."""
-    import torch
-
     from tasks.training.callbacks import peak_memory_mb
 
     recipe, setup = name.split(":")
@@ -176,16 +174,10 @@ def run_one(name: str, args) -> dict:
     peak = peak_memory_mb()  # before the held-out pass, which loads another copy for project rows
     if recipe == "sft":
         numbers["heldout_reply_loss"] = heldout_reply_loss(model, Path(args.heldout))
-    params = sum(p.numel() for p in torch.nn.Module.parameters(_base_for_count()))
+    params = sum(p.numel() for name, p in model.named_parameters() if "lora_" not in name)  # the base's N
     return {"recipe": recipe, "setup": setup, **numbers, "tokens_per_s": numbers["tokens"] / numbers["runtime_s"],
             "peak_memory_mb": peak, "params": params, "steps": cfg.max_steps,
             "batch_size": cfg.batch_size, "max_length": cfg.max_length}
-
-
-def _base_for_count():
-    from tasks.model import EMBEDDED, ModelRef
-
-    return ModelRef.of(EMBEDDED).load_model()
 
 
 def train_rows(recipe: str, out: Path, n: int, heldout: int = 32) -> tuple[Path, Path]:
@@ -267,8 +259,8 @@ def main() -> int:
         r["pct_peak"] = 100 * r["tokens_per_s"] * r["flops_per_token"] / (peak * 1e9)
         r["pct_fp32_peak"] = 100 * r["tokens_per_s"] * r["flops_per_token"] / (peaks["float32"] * 1e9)
     record = {"bench": "train", "precision": args.precision, "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "cpu": _cpu_name(), "peak_gflops": peaks, "peak_gflops_before": before, "peak_gflops_after": after, "steps": args.steps,
-              "results": results}
+              "cpu": _cpu_name(), "peak_gflops": peaks, "peak_gflops_before": before, "peak_gflops_after": after,
+              "steps": args.steps, "results": results}
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
