@@ -136,28 +136,18 @@ def run_project(recipe: str, setup: str, cfg, data: Path, out: Path):
 
 
 def heldout_reply_loss(model, rows: Path) -> float:
-    """Mean next-token loss on the assistant replies of held-out chats, computed the same way for every setup
-    (padded batches, full logits, the model's own chat template): the quality check beside the speed."""
-    import torch
-    from transformers import AutoTokenizer
-
+    """Mean next-token loss on the assistant replies of held-out chats, the evaluation's own measure
+    (`evals.perplexity.chat_row_nll`), the same for every setup: the quality check beside the speed."""
+    from evals.perplexity import chat_row_nll
     from tasks.model import EMBEDDED, ModelRef
     from tasks.training.sft import load_messages
+    from tasks.training.templates import training_chat_template
 
-    tokenizer = AutoTokenizer.from_pretrained(ModelRef.of(EMBEDDED).path)
-    nll, count = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for messages in load_messages(rows)["messages"]:
-            prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-            ids = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), return_tensors="pt").input_ids
-            start = len(tokenizer(prompt).input_ids)
-            labels = ids.clone()
-            labels[:, :start] = -100
-            n = int((labels[:, 1:] != -100).sum())
-            nll += model(input_ids=ids, labels=labels).loss.item() * n
-            count += n
-    return nll / count
+    ref = ModelRef.of(EMBEDDED)
+    tokenizer = ref.load_tokenizer(Path(ref.path))
+    nll, counts = chat_row_nll(model, tokenizer, list(load_messages(rows)["messages"]),
+                               chat_template=training_chat_template(tokenizer))
+    return float(nll.sum() / counts.sum())
 
 
 def run_one(name: str, args) -> dict:
