@@ -245,7 +245,7 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     if not checkpoints.is_dir():
         return None
     while (last := get_last_checkpoint(str(checkpoints))) and not (Path(last) / "trainer_state.json").is_file():
-        shutil.rmtree(last)
+        shutil.rmtree(last, ignore_errors=True)  # every rank of a distributed run looks
     return last
 
 
@@ -268,7 +268,20 @@ def save_step_checkpoint(folder: Path, step: int, state: dict, keep: int = 2) ->
         old.unlink()
 
 
-def save_trained(model, tokenizer, cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, Path | None]:
+def save_trained(trainer, cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, Path | None]:
+    """`save_model` for a trainer, which may run on several processes (launch.py): FSDP and DeepSpeed shard the
+    weights, so every rank joins the trainer's own gather and rank 0 writes; with DDP (or one process) rank 0
+    saves its full copy."""
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        folder = out_dir / ("model" if cfg.method in FULL_WEIGHT else "adapter")
+        trainer.save_model(str(folder))
+        return (None, folder) if cfg.method in FULL_WEIGHT else (folder, None)
+    if not trainer.args.should_save:
+        return (None, out_dir / "model") if cfg.method in FULL_WEIGHT else (out_dir / "adapter", None)
+    return save_model(trainer.model, trainer.processing_class, cfg, out_dir)
+
+
+def save_model(model, tokenizer, cfg: TrainConfig, out_dir: Path) -> tuple[Path | None, Path | None]:
     """(adapter folder, model folder), one of them None: the adapter alone, or the whole model with its tokenizer
     for full-weight methods."""
     if cfg.method in FULL_WEIGHT:
@@ -296,10 +309,11 @@ def run_trainer(trainer, cfg: TrainConfig, out_dir: Path, logger=None, evaluate:
         eval_loss = final_eval_loss(trainer)
         eval_loss = trainer.evaluate()["eval_loss"] if eval_loss is None else eval_loss
 
-    adapter_dir, model_dir = save_trained(trainer.model, trainer.processing_class, cfg, out_dir)
+    adapter_dir, model_dir = save_trained(trainer, cfg, out_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
     history_path = out_dir / "history.json"
-    history_path.write_text(json.dumps(trainer.state.log_history, indent=1))
+    if trainer.args.should_save:  # rank 0 of a distributed run (launch.py); the only process otherwise
+        history_path.write_text(json.dumps(trainer.state.log_history, indent=1))
     return TrainResult(
         recipe=cfg.recipe, method=cfg.method, adapter_dir=adapter_dir, model_dir=model_dir, history_path=history_path,
         trainable_params=trainable, total_params=total, first_loss=history[0]["loss"],

@@ -26,6 +26,9 @@ LORA_FAMILY = frozenset({"lora", "dora", "rslora", "qlora"})
 PROMPT_LEARNING = frozenset({"prefix", "prompt", "ptuning"})
 FULL_WEIGHT = frozenset({"full", "partial", "galore"})  # no adapter: the whole model is saved
 RL_METHODS = LORA_FAMILY | {"ia3", "full", "partial"}  # token positions unchanged (no virtual tokens), plain AdamW
+LAUNCHABLE = frozenset({"sft", "dpo", "kto", "orpo", "simpo", "reward", "grpo", "rloo", "distill", "classify"})
+"""Recipes run by transformers' Trainer (TRL's or ours), which `accelerate launch` distributes; ppo and fewshot
+have hand-written loops."""
 TASK_HEAD_METHODS = LORA_FAMILY - {"qlora"} | {"full", "partial"}  # classify/fewshot: pooled states, no virtual tokens
 
 
@@ -294,6 +297,10 @@ class TrainConfig(Section):
     eval_max_rows: int = Field(64, gt=0)  # the first this many validation rows: keeps each evaluation cheap
     assistant_only_loss: bool = True  # loss on assistant tokens only (prompts are not learned)
     timeout_minutes: int = Field(120, gt=0)
+    distributed: str | None = None
+    """An accelerate config, by name under conf/accelerate/ (ddp, fsdp, deepspeed_zero2, deepspeed_zero3) or path:
+    the recipe runs under `accelerate launch` across processes (launch.py). batch_size is then per process."""
+    num_processes: int | None = Field(None, gt=0)  # overrides the accelerate config's num_processes (e.g. GPU count)
 
     @model_validator(mode="after")
     def _compatible(self):
@@ -302,6 +309,12 @@ class TrainConfig(Section):
                 raise ValueError(f"lora.loraplus_lr_ratio applies to LoRA methods, not method={self.method}")
             if self.layer_lrs:
                 raise ValueError("lora.loraplus_lr_ratio and layer_lrs both set learning rates: choose one")
+        if self.distributed and self.recipe not in LAUNCHABLE:
+            raise ValueError(f"train.distributed runs recipes built on transformers' Trainer "
+                             f"({', '.join(sorted(LAUNCHABLE))}); recipe {self.recipe} has its own loop: unset "
+                             "train.distributed")
+        if self.num_processes and not self.distributed:
+            raise ValueError("train.num_processes is read only with train.distributed (an accelerate config)")
         if self.packing is None:
             self.packing = self.method not in PROMPT_LEARNING
         if self.packing and self.method in PROMPT_LEARNING:

@@ -14,7 +14,7 @@ the evaluation classifies their episodes with the untrained backbone's prototype
 Why this file is ours: no maintained library does episodic training for Hugging Face causal LMs (learn2learn and
 torchmeta are unmaintained and pinned to old torch). What the libraries provide is used: the method's model from
 `load_for_training` (LoRA layers sit inside the decoder, so running the decoder alone applies them), our optimizer
-groups, transformers' LR schedules, `save_trained`, and evals/stats for the intervals.
+groups, transformers' LR schedules, `save_model`, and evals/stats for the intervals.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from evals.stats import mean_ci, paired_bootstrap
 from tasks.model import ModelRef
 from tasks.training.callbacks import peak_memory_mb
 from tasks.training.common import (TrainResult, last_step_checkpoint, load_for_training, precision_flags,
-                                   save_step_checkpoint, save_trained)
+                                   save_step_checkpoint, save_model)
 from tasks.training.config import FewShotConfig, TrainConfig
 from tasks.training.methods import count_parameters
 from tasks.training.optim import build_optimizer
@@ -188,7 +188,7 @@ def train_fewshot(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
     """Meta-train `cfg.method` for max_steps steps of meta_batch_size episodes over the training classes.
 
     Writes out_dir/classes.json ({"train", "held_out"}) for the evaluation, history.json (one entry per step), a
-    resumable checkpoint every save_steps under out_dir/checkpoints, and the adapter or model as `save_trained` does.
+    resumable checkpoint every save_steps under out_dir/checkpoints, and the adapter or model as `save_model` does.
     """
     fs, out_dir = cfg.fewshot, Path(out_dir)
     checkpoints = out_dir / "checkpoints"
@@ -255,7 +255,7 @@ def train_fewshot(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_
                 "trainable": {n: p.detach().cpu() for n, p in net.named_parameters() if p.requires_grad},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
 
-    adapter_dir, model_dir = save_trained(net, tokenizer, cfg, out_dir)
+    adapter_dir, model_dir = save_model(net, tokenizer, cfg, out_dir)
     history_path = out_dir / "history.json"
     history_path.write_text(json.dumps(history, indent=1))
     return TrainResult(

@@ -32,7 +32,7 @@ from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, sel
 from tasks.model import ModelRef
 from tasks.training.callbacks import KLDivergenceCallback, MLflowMetrics, RewardKLPlot, peak_memory_mb
 from tasks.training.common import (TrainResult, last_step_checkpoint, load_for_training, load_reference, precision_flags,
-                                   save_step_checkpoint, save_trained)
+                                   save_step_checkpoint, save_model)
 from tasks.training.config import PPOConfig, TrainConfig
 from tasks.training.methods import count_parameters
 from tasks.training.rl import Reward, load_prompts
@@ -314,7 +314,7 @@ class PPO:
         """(adapter folder, full model folder): the policy as the other recipes save it, plus the value head."""
         from safetensors.torch import save_file
 
-        adapter_dir, model_dir = save_trained(self.policy, self.tokenizer, self.cfg, out_dir)
+        adapter_dir, model_dir = save_model(self.policy, self.tokenizer, self.cfg, out_dir)
         if self.critic is not None:
             self.critic.save_pretrained(out_dir / "critic", safe_serialization=True)
         save_file({k: v.contiguous() for k, v in self.value_head.state_dict().items()}, out_dir / "value_head.safetensors")
