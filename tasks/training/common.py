@@ -129,6 +129,8 @@ def training_args(cfg: TrainConfig, out_dir: Path, seed: int, args_cls, **recipe
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         eval_strategy="no",
+        prediction_loss_only=True,  # evaluation reads the loss: no logits kept (or gathered across processes)
+        ddp_find_unused_parameters=False,  # every trainable parameter is used; True costs a graph walk per step
         **recipe_args,
     )
 
