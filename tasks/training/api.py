@@ -28,6 +28,7 @@ from tasks.schema import Section
 from tasks.training.common import TrainResult
 from tasks.training.config import (ContinualConfig, DistillationConfig, DPOConfig, FewShotConfig, GroupRLConfig,
                                    KTOConfig, ORPOConfig, PPOConfig, RLConfig, SimPOConfig, TrainConfig, TransferConfig)
+from tasks.training.launch import train_recipe
 from tasks.training.recipes import check_data, trainer_for
 from tasks.training.rl import Reward
 
@@ -52,8 +53,8 @@ class RecipeTrainer:
     def train(self, data: list[dict] | str | Path) -> TrainResult:
         """Train on rows (any supported format) or a JSONL file of them; returns what the flow's train stage does."""
         path = self._write(_rows(data), "train.jsonl")
-        return trainer_for(self.recipe)(self.cfg, self.model, self.model.path, path, self.out_dir / "train",
-                                        seed=self.seed, **self.recipe_kwargs)
+        return train_recipe(self.cfg, self.model, self.model.path, path, self.out_dir / "train", seed=self.seed,
+                            **self.recipe_kwargs)
 
     def _write(self, rows: list[dict], name: str) -> Path:
         """Rows checked against the recipe (before any model loads, as in the flow) and normalised into a file."""
@@ -135,8 +136,8 @@ class OnlineRLTrainer(RecipeTrainer):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "prompts.jsonl"
         path.write_text("".join(json.dumps({"messages": t}, ensure_ascii=False) + "\n" for t in turns))
-        return trainer_for(self.recipe)(self.cfg, self.model, self.model.path, path, self.out_dir / "train",
-                                        seed=self.seed, **self.recipe_kwargs)
+        return train_recipe(self.cfg, self.model, self.model.path, path, self.out_dir / "train", seed=self.seed,
+                            **self.recipe_kwargs)
 
 
 def _prompt_turns(row, i: int) -> list[dict]:

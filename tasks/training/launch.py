@@ -86,15 +86,19 @@ def launch_command(cfg: TrainConfig, job_path: Path, port: int) -> list[str]:
 
 
 def train_recipe(cfg: TrainConfig, model: ModelRef, tokenizer_dir: Path, train_path: Path, out_dir: Path, *,
-                 run=None, seed: int = 0, eval_path: Path | None = None):
+                 run=None, seed: int = 0, eval_path: Path | None = None, **recipe_kwargs):
     """The recipe's TrainResult: trained here, or across processes when `cfg.distributed` is set.
-    `run` is the pipeline's RunRef (or None): its logger in this process, or rank 0's in a launched job."""
+    `run` is the pipeline's RunRef (or None): its logger in this process, or rank 0's in a launched job.
+    `recipe_kwargs` (callbacks, a teacher model, ...) reach an in-process recipe only: they are Python objects."""
     from tasks.training.recipes import trainer_for
 
     validation = {"eval_path": eval_path} if eval_path else {}
     if not cfg.distributed:
         return trainer_for(cfg.recipe)(cfg, model, tokenizer_dir, train_path, out_dir,
-                                       logger=run.logger() if run else None, seed=seed, **validation)
+                                       logger=run.logger() if run else None, seed=seed, **validation, **recipe_kwargs)
+    if recipe_kwargs:
+        raise ValueError(f"train.distributed={cfg.distributed}: {', '.join(sorted(recipe_kwargs))} cannot be passed "
+                         "to other processes; unset train.distributed to use them")
     return launch(Job(cfg=cfg, model=model, tokenizer_dir=tokenizer_dir, train_path=train_path, out_dir=out_dir,
                       run_id=run.run_id if run else None, tracking_uri=run.tracking_uri if run else None,
                       seed=seed, eval_path=eval_path))
