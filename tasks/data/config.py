@@ -1,4 +1,5 @@
 """Typed schema of the `data:` section: one place for every default of the data-preparation stage."""
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -102,6 +103,28 @@ class ValidationConfig(Section):
     data_docs: bool = True  # build the HTML data docs under out_dir
 
 
+class DaskConfig(Section):
+    """Where `engine: dask` scans rows: a running Dask scheduler, or a LocalCluster started for the stage and
+    stopped after it. Read only when `engine` is dask, so switching engines is one override (`data.engine=local`)."""
+
+    address: str | None = None  # e.g. tcp://10.0.0.5:8786 (workers need tuneforge installed); null = start a LocalCluster
+    n_workers: int = Field(2, ge=1)  # LocalCluster worker processes, 1 thread each (PII scanning is pure Python)
+
+    @field_validator("address")
+    @classmethod
+    def _scheduler_address(cls, address: str | None) -> str | None:
+        if address is not None and not re.fullmatch(r"(tcp|tls|ucx|inproc|ws|wss)://\S+|[^\s:/]+:\d+", address):
+            raise ValueError("data.dask.address is not a Dask scheduler address: use tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+        return address
+
+    @model_validator(mode="after")
+    def _workers_only_for_local_cluster(self) -> "DaskConfig":
+        if self.address is not None and "n_workers" in self.model_fields_set:
+            raise ValueError("data.dask.n_workers sizes the LocalCluster started when data.dask.address is null; "
+                             f"the scheduler at {self.address} has its own workers: remove one of the two")
+        return self
+
+
 class DataConfig(Section):
     """The whole data-preparation stage."""
 
@@ -115,6 +138,10 @@ class DataConfig(Section):
     license: LicenseConfig = Field(default_factory=LicenseConfig)
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    engine: Literal["local", "dask"] = "local"
+    """Where the per-row work runs (PII, exact-dedup keys, MinHash sketches): this process, or the Dask cluster of
+    `dask`. The output is byte-identical either way; dask pays off once scanning outweighs starting workers."""
+    dask: DaskConfig = Field(default_factory=DaskConfig)
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> "DataConfig":

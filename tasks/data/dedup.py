@@ -2,13 +2,13 @@
 import bisect
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from tasks.data.config import NearDedupConfig
-from tasks.data.ngrams import WordHasher, shingle_hashes, subset_flat
+from tasks.data.ngrams import WordHasher, concat_flat, shingle_hashes, subset_flat
 
 _ESTIMATE_PERMS = 64  # sketch values kept per row for the estimate
 _SLACK = 0.25  # exact-check pairs whose sketch agreement is >= threshold - this (~4 sigma at 64 values)
@@ -92,6 +92,26 @@ def _expand(q: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> tuple[np.n
     return np.repeat(q, counts), np.repeat(starts, counts) + offsets
 
 
+class Sketches(NamedTuple):
+    """A batch's per-row near-dedup features: the MinHash signature's band keys and the part of it kept for the
+    estimate, sorted shingle sets and 32-bit word sequences (the last two as flat (values, n + 1 offsets) pairs)."""
+
+    est: np.ndarray  # (n, 64) uint16, see NearDeduper._sketch
+    keys: np.ndarray  # (n, bands) uint32
+    sets: tuple[np.ndarray, np.ndarray]
+    words: tuple[np.ndarray, np.ndarray]
+
+    def subset(self, keep: np.ndarray) -> "Sketches":
+        """The rows where `keep` (bool, one per row) is set, in order."""
+        return Sketches(self.est[keep], self.keys[keep], subset_flat(self.sets, keep), subset_flat(self.words, keep))
+
+    @staticmethod
+    def concat(parts: list["Sketches"]) -> "Sketches":
+        """The rows of `parts` one after another (partitions of one batch back into the batch)."""
+        return Sketches(np.concatenate([p.est for p in parts]), np.concatenate([p.keys for p in parts]),
+                        concat_flat([p.sets for p in parts]), concat_flat([p.words for p in parts]))  # fmt: skip
+
+
 class NearDeduper:
     """MinHash LSH over word shingles, candidates verified by the exact Jaccard of their shingle sets.
 
@@ -154,23 +174,28 @@ class NearDeduper:
         keys ^= self._salt
         return (keys ^ (keys >> np.uint64(32))).astype(np.uint32)
 
+    def sketch(self, docs: list[list[str]], flat: tuple[np.ndarray, np.ndarray] | None = None) -> Sketches:
+        """Everything `run` needs of each row that depends on that row alone (no index state), so it can be
+        computed anywhere, a Dask worker included, and decided on in order later."""
+        flat = flat if flat is not None else self.hasher.flat(docs)
+        words = ((flat[0] >> np.uint64(32)).astype(np.uint32), flat[1])  # each doc's word sequence, 32-bit hashes
+        values, doc = self._shingle_values(docs, flat)
+        sig = self._signatures(values, doc, len(docs))
+        return Sketches(self._sketch(sig), self._band_keys(sig), _sorted_sets(values, doc, len(docs)), words)
+
     def run(self, ids: list[str], docs: list[list[str]], flat: tuple[np.ndarray, np.ndarray] | None = None,
-            ) -> list[tuple[str, float] | None]:  # fmt: skip
+            sketches: Sketches | None = None) -> list[tuple[str, float] | None]:  # fmt: skip
         """For each row of this batch, in order: (kept id, exact Jaccard) of its earlier near-duplicate, else None.
 
         Earlier means any kept row of an earlier batch or an earlier kept row of this one: the same
         answer as inserting rows one by one into an LSH index and querying each first. Candidate pairs
         are found and pre-screened by sketch agreement in numpy (chance band collisions grow with the
         number of rows held); only pairs whose estimate is within `_SLACK` of the threshold get an
-        exact check, so the Python loop sees the few real candidates.
+        exact check, so the Python loop sees the few real candidates. `sketches` (from `sketch`, made
+        elsewhere) replaces the sketching of `docs`.
         """
-        n, base = len(docs), len(self._ids)
-        flat = flat if flat is not None else self.hasher.flat(docs)
-        words = ((flat[0] >> np.uint64(32)).astype(np.uint32), flat[1])  # each doc's word sequence, 32-bit hashes
-        values, doc = self._shingle_values(docs, flat)
-        sig = self._signatures(values, doc, n)
-        sets = _sorted_sets(values, doc, n)
-        keys = self._band_keys(sig)
+        est16, keys, sets, words = sketches if sketches is not None else self.sketch(docs, flat)
+        n, base = len(est16), len(self._ids)
         # candidate pairs (row of this batch, other) with other = owner number, or base + index in this batch
         pos, owners = self._index.query(keys.ravel())
         rows, others = pos // self.bands, owners
@@ -178,7 +203,7 @@ class NearDeduper:
         rows, others = np.concatenate([rows, inner_rows]), np.concatenate([others, base + inner_others])
         packed = np.unique(_pack(rows, others))  # sorted by row, then other: input order
         pairs = np.stack([(packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
-        estimate = self._agreement(sig, pairs, base)
+        estimate = self._agreement(est16, pairs, base)
         keep_pair = estimate >= self.cfg.threshold - _SLACK
         pairs, estimate = pairs[keep_pair], estimate[keep_pair]
 
@@ -204,7 +229,7 @@ class NearDeduper:
                 out[i] = (kept_id, exact)
                 self.clusters.setdefault(kept_id, []).append({"id": ids[i], "jaccard": round(exact, 3), "estimated": round(est, 3),
                                                               "edit_fraction": round(edits, 3)})  # fmt: skip
-        self._remember([ids[i] for i in np.flatnonzero(kept)], kept, sig, keys, sets, words)
+        self._remember([ids[i] for i in np.flatnonzero(kept)], kept, est16, keys, sets, words)
         return out
 
     def _sketch(self, sig: np.ndarray) -> np.ndarray:
@@ -213,8 +238,7 @@ class NearDeduper:
         return sig[:, :_ESTIMATE_PERMS].astype(np.uint16)
 
     def _agreement(self, sig: np.ndarray, pairs: np.ndarray, base: int) -> np.ndarray:
-        """Share of equal sketch values for each (row, other) pair: the estimated Jaccard."""
-        sig = self._sketch(sig)
+        """Share of equal sketch values for each (row, other) pair: the estimated Jaccard (`sig`: `_sketch`es)."""
         other_sig = np.empty((len(pairs), sig.shape[1]), dtype=np.uint16)
         inner = pairs[:, 1] >= base
         other_sig[inner] = sig[pairs[inner, 1] - base]
@@ -225,7 +249,7 @@ class NearDeduper:
             other_sig[at] = self._sigs[b][pairs[at, 1] - self._batch_start[b]]
         return (sig[pairs[:, 0]] == other_sig).mean(axis=1) if len(pairs) else np.empty(0)
 
-    def _remember(self, kept_ids: list[str], kept: np.ndarray, sig: np.ndarray, keys: np.ndarray,
+    def _remember(self, kept_ids: list[str], kept: np.ndarray, est: np.ndarray, keys: np.ndarray,
                   sets: tuple[np.ndarray, np.ndarray], words: tuple[np.ndarray, np.ndarray]) -> None:  # fmt: skip
         """Add this batch's kept rows to the index, with their sketches, shingle sets and word sequences."""
         start = len(self._ids)
@@ -234,7 +258,7 @@ class NearDeduper:
         self._index.add(keys[kept].ravel(), owners)
         self._shingles.append(subset_flat(sets, kept))
         self._words.append(subset_flat(words, kept))
-        self._sigs.append(self._sketch(sig[kept]))
+        self._sigs.append(est[kept])
         self._batch_start.append(start)
 
     def _kept_row(self, owner: int) -> tuple[np.ndarray, np.ndarray]:

@@ -73,3 +73,12 @@ def subset_flat(flat: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> tuple[
     new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
     np.cumsum(lengths[keep], out=new_offsets[1:])
     return values[np.repeat(keep, lengths)], new_offsets
+
+
+def concat_flat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (values, n + 1 offsets) pairs joined into one, docs in order (partitions back into their batch)."""
+    if not parts:
+        return np.empty(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    shifts = np.cumsum([0] + [int(offsets[-1]) for _, offsets in parts[:-1]])
+    offsets = np.concatenate([parts[0][1][:1]] + [offsets[1:] + shift for (_, offsets), shift in zip(parts, shifts)])
+    return np.concatenate([values for values, _ in parts]), offsets.astype(np.int64)

@@ -3,6 +3,8 @@
 Order: license gate (before anything is read) -> per batch of rows, streamed: read + normalise,
 PII, exact dedup, decontamination, near dedup, token-length bounds, source weights -> seeded split
 -> great-expectations validation -> everything written to a temp folder and moved into `out_dir`.
+With `engine: dask` the per-row part of each batch (PII, dedup keys, MinHash sketches) is scanned on
+a Dask cluster and every decision is still taken here, in input order (engine.py).
 """
 import hashlib
 import json
@@ -12,12 +14,13 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from tasks.data.config import DataConfig
+from tasks.data.config import DataConfig, SourceConfig
+from tasks.data.engine import Batch, open_engine
 from tasks.data.errors import DataError, LicenseBlocked, ValidationFailed
 from tasks.data.filter import RowFilter
 from tasks.data.ingest import SourceRows, kind_of
@@ -85,7 +88,8 @@ def prepare(cfg: DataConfig, out_dir: Path, tokenizer: Any = None,
     """
     out_dir = Path(out_dir)
     decisions = check_licenses(cfg.sources, cfg.license)
-    if cfg.pii.enabled and cfg.pii.names == "required" and (missing := spacy_model_missing(cfg.pii.spacy_model)):
+    names_here = cfg.engine == "local" and cfg.pii.enabled and cfg.pii.names == "required"  # dask: the workers check
+    if names_here and (missing := spacy_model_missing(cfg.pii.spacy_model)):
         raise DataError(f"pii.names=required but {missing}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -108,25 +112,25 @@ def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callab
     """Everything after the license gate, written into `tmp`; returns counts, digest, kind and the docs path."""
     clock = _Clock()
     ledger = Ledger()
-    filters = RowFilter(cfg, ledger)
     kept = _KeptRows(tmp / "kept.jsonl")
-    admit = _Admission(cfg, ledger, tokenizer, kept)
     formats: dict[str, str] = {}
-    with (tmp / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
+    with open_engine(cfg, tmp / "dask") as engine, (tmp / "quarantine.jsonl").open("w", encoding="utf-8") as quarantine:
+        filters = RowFilter(cfg, ledger, scan_here=cfg.engine == "local")  # loads while Dask workers warm up
+        admit = _Admission(cfg, ledger, tokenizer, kept)
         for src in cfg.sources:
-            rows = SourceRows(src, cfg.on_bad_row, ledger)
-            for batch in _batches(rows):
-                if src.name not in formats:
-                    formats[src.name] = rows.format
-                    kind = kind_of(formats)
-                    if check_kind is not None and len(formats) == 1:
-                        check_kind(kind)
-                    kept.start(kind)
-                survivors, keys = filters.run(batch)
-                admit(survivors, keys)
+            for batch, scanned in engine.scan(_batches(src, cfg.on_bad_row)):
+                ledger.absorb(batch.read)
+                if batch.rows:
+                    if src.name not in formats:
+                        formats[src.name] = batch.format
+                        kind = kind_of(formats)
+                        if check_kind is not None and len(formats) == 1:
+                            check_kind(kind)
+                        kept.start(kind)
+                    survivors, keys = filters.run(batch.rows, scanned)
+                    admit(survivors, keys)
                 ledger.flush(quarantine)
-            formats.setdefault(src.name, rows.format)
-        ledger.flush(quarantine)
+            formats.setdefault(src.name, batch.format)
     kind = kind_of(formats)
     kept.close()
     clock.lap("read_filter")
@@ -147,15 +151,18 @@ def _prepare_into(tmp: Path, cfg: DataConfig, tokenizer: Any, check_kind: Callab
     return {"counts": counts, "digest": report["digest"], "kind": kind, "labels": labels, "docs": docs}
 
 
-def _batches(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def _batches(src: SourceConfig, on_bad_row: str) -> Iterator[Batch]:
+    """A source's rows in batches of BATCH, each with what reading it recorded; the last batch may be empty
+    (it then carries only the bad rows read after the last full one)."""
+    reading = Ledger()
+    rows = SourceRows(src, on_bad_row, reading)
     batch: list[dict[str, Any]] = []
     for row in rows:
         batch.append(row)
         if len(batch) == BATCH:
-            yield batch
+            yield Batch(batch, rows.format, reading.take())
             batch = []
-    if batch:
-        yield batch
+    yield Batch(batch, rows.format, reading.take())
 
 
 class _KeptRows:

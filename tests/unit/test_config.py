@@ -9,7 +9,8 @@ DEFAULT = CONF / "smollm2" / "lora.yaml"
 
 
 def pipeline_yamls() -> list[Path]:
-    return sorted(p for p in CONF.rglob("*.yaml"))
+    """Every config `tuneforge run` takes: not conf/accelerate/ (accelerate's own format, test_launch.py checks it)."""
+    return sorted(p for p in CONF.rglob("*.yaml") if p.parent.name != "accelerate")
 
 
 def test_conf_folder_has_configs():

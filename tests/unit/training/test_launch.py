@@ -75,6 +75,19 @@ def test_cuda_only_configs_are_refused_on_cpu_and_names_are_checked(tmp_path):
                                                                            str(tmp_path / "job.json")]
 
 
+@pytest.mark.parametrize("name", ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_shipped_accelerate_configs_are_what_accelerate_reads(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(accelerate_config(name)))
+    assert config.num_processes == 2 and config.mixed_precision == "no"  # precision is train.precision's
+    assert str(config.distributed_type).split(".")[-1] == {"ddp": "MULTI_GPU", "fsdp": "FSDP"}.get(name, "DEEPSPEED")
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    if name.startswith("deepspeed"):
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
+
+
 def test_config_keys_are_validated():
     with pytest.raises(ValueError, match="recipe ppo has its own loop"):
         TrainConfig.model_validate({"recipe": "ppo", "distributed": "ddp", "rl": {"reward_function": "a:b"}})
