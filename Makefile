@@ -10,8 +10,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_LEVEL ?= WARNING
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# `make services` writes the shared servers' URLs here (export MLFLOW_TRACKING_URI ?= ..., PREFECT_API_URL ?= ...), so
+# pipeline, serve and compare use them while they run; `make services-stop` removes it. Explicit settings win.
+SERVICES ?= runs/services
+SERVICES_ARGS ?=
+-include $(SERVICES)/env.mk
 
-.PHONY: setup pipeline test test-all bench bench-speed ui serve compare clean
+.PHONY: setup pipeline test test-all bench bench-speed ui serve worker deploy compare services services-stop services-status clean
 
 setup: .venv/.ready  ## virtualenv, pinned dependencies, embedded model converted once
 .venv/.ready: pyproject.toml requirements.lock
@@ -54,6 +59,32 @@ ui: setup  ## MLflow UI on :5000 (one worker, ~0.5 GB) and Prefect UI on :4200; 
 
 serve: setup  ## serve CONF's flow (finetune or chain) as a Prefect deployment on its cron schedule
 	$(TUNEFORGE) serve $(CONF) $(ARGS)
+
+# Work pools (flows/deploy.py, prefect.yaml): a worker and the deployments live on a running Prefect server, make ui's
+# unless PREFECT_API_URL names another; PREFECT_HOME as `tuneforge run` has it, so the stages' cache is shared.
+# POOL is prefect.yaml's work_pool.name.
+POOL := tuneforge-local
+worker deploy: export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+worker deploy: export PREFECT_HOME ?= $(CURDIR)/runs/prefect
+ensure_pool = $(PY) -m flows.deploy check-server && { .venv/bin/prefect work-pool inspect $(POOL) >/dev/null 2>&1 \
+	|| .venv/bin/prefect work-pool create $(POOL) --type process; }
+
+worker: setup  ## a process worker on the local work pool (made if missing): make deploy's runs, one at a time
+	@$(ensure_pool)
+	.venv/bin/prefect worker start --pool $(POOL) --type process --limit 1
+
+deploy: setup  ## prefect.yaml's deployments (finetune, chains) on the local pool, each on its conf's cron
+	@$(ensure_pool)
+	$(PY) -m flows.deploy deploy --all
+
+services: setup  ## PostgreSQL :5433, MLflow server :5001, Prefect server :4201 on loopback, detached (conf/services.yml)
+	$(PY) -m flows.services start root=$(SERVICES) $(SERVICES_ARGS)
+
+services-stop: setup  ## stop all three (idempotent) and remove $(SERVICES)/env.mk
+	$(PY) -m flows.services stop root=$(SERVICES) $(SERVICES_ARGS)
+
+services-status: setup  ## what runs, where, with which pid
+	$(PY) -m flows.services status root=$(SERVICES) $(SERVICES_ARGS)
 
 compare: setup  ## side-by-side table and plots of MLflow runs: make compare RUNS="id1 id2"
 	$(TUNEFORGE) compare $(RUNS) --out runs/compare

@@ -5,6 +5,7 @@
     tuneforge keys [PREFIX]                                    every config key: type, default, description
     tuneforge ui                                               MLflow UI on :5000 and Prefect UI on :4200
     tuneforge compare RUN_ID RUN_ID ...                        MLflow runs side by side (table and plots)
+    tuneforge services start|stop|status [key=value ...]       PostgreSQL, MLflow and Prefect servers (flows/services.py)
     tuneforge serve conf/smollm2/lora.yaml                     the config's flow as a deployment on its cron
 
 The config is loaded and validated before a flow, and so torch, Prefect or MLflow, is imported: a typo is reported
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     compare.add_argument("--out", default="runs/compare", help="folder for comparison.md and the plots")
     compare.set_defaults(command=_compare)
+    services = sub.add_parser("services", help="PostgreSQL, an MLflow and a Prefect server on loopback, detached "
+                              "(`make services`)")
+    services.add_argument("action", choices=["start", "stop", "status"])
+    services.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. mlflow.port=5002 root=/srv/tf")
+    services.add_argument("--config", help="default: conf/services.yml")
+    services.set_defaults(command=_services)
     return parser
 
 
@@ -181,6 +188,12 @@ def _ui(args) -> int:
 
     _set_env_defaults(args.run_root)
     return ui(args.run_root)
+
+
+def _services(args) -> int:
+    from flows.services import main as services
+
+    return services([args.action, *args.overrides, *(["--config", args.config] if args.config else [])])
 
 
 def _compare(args) -> int:
