@@ -5,6 +5,7 @@ a wrong name, so a check that passes cannot be one that asserts nothing. Screens
 import base64
 import os
 import re
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -97,28 +98,36 @@ def test_mlflow_check_fails_on_an_alias_or_metric_that_is_not_there(page, shots,
         "FAILED-model.png", "FAILED-metric-chart.png"}
 
 
+TINY_FLOW = """
+from prefect import flow, task
+
+@task(name="prepare_tiny")
+def prepare() -> int:
+    return 2
+
+@task(name="train_tiny")
+def train(x: int) -> int:
+    return 3 * x
+
+@flow(name="browser-check")
+def tiny() -> int:
+    return train(prepare())
+
+state = tiny(return_state=True)
+assert state.is_completed() and state.result() == 6, state
+print(state.state_details.flow_run_id)
+"""
+
+
 @pytest.fixture(scope="module")
-def prefect_ui(servers):
-    """One completed run, against the Prefect server, of a flow with tasks `prepare_tiny` and `train_tiny`."""
-    from prefect import flow, task
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    @task(name="prepare_tiny")
-    def prepare() -> int:
-        return 2
-
-    @task(name="train_tiny")
-    def train(x: int) -> int:
-        return 3 * x
-
-    @flow(name="browser-check")
-    def tiny() -> int:
-        return train(prepare())
-
-    with temporary_settings({PREFECT_API_URL: servers.prefect_api}):
-        state = tiny(return_state=True)
-    assert state.is_completed() and state.result() == 6, state
-    return SimpleNamespace(url=servers.prefect, flow_run_id=str(state.state_details.flow_run_id),
+def prefect_ui(servers, tmp_path_factory):
+    """One completed run, against the Prefect server, of a flow with tasks `prepare_tiny` and `train_tiny`. Run in a
+    child process: this process's Prefect clients (events, logs) must not outlive the server into later tests."""
+    env = {**os.environ, "PREFECT_API_URL": servers.prefect_api,
+           "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-client"))}
+    done = subprocess.run([sys.executable, "-c", TINY_FLOW], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return SimpleNamespace(url=servers.prefect, flow_run_id=done.stdout.strip().splitlines()[-1],
                            tasks=["prepare_tiny", "train_tiny"])
 
 

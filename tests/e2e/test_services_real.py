@@ -273,6 +273,11 @@ def test_an_outage_of_the_postgres_backed_server_fails_fast_and_the_rerun_resume
                          )["runs"]
         assert before["info"]["status"] == "RUNNING"
         result = finetune(config)
+        # flush this process's events to the server while it runs: a later prefect_test_harness drains every
+        # events worker, and one left pointing at a stopped server would hang it
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all()
     assert result["mlflow_run_id"] == before["info"]["run_id"]
     assert get(uri, "/api/2.0/mlflow/runs/get", run_id=result["mlflow_run_id"])["run"]["info"]["status"] == "FINISHED"
     steps = [m["step"] for m in get(uri, "/api/2.0/mlflow/metrics/get-history", run_id=result["mlflow_run_id"],
