@@ -153,7 +153,14 @@ def check_mlflow_ui(page, mlflow_url: str, experiment_name: str, run_id: str, me
     names = "|".join(re.escape(name).replace("/", r"\/") for name in (metric, metric.rsplit("/", 1)[-1]))
     title = re.compile(rf"^({names})$")  # Playwright passes it on as /.../: the slash is escaped
     card = cards.filter(has=page.get_by_role("heading", name=title))
-    _see(page, shots, "metric-chart", f"a chart titled {metric!r}", lambda: expect(card).to_have_count(1, **t))
+    for _ in range(60):  # charts out of view are not drawn at all: scroll down until the card exists
+        if card.count():
+            break
+        page.mouse.move(600, 600)
+        page.mouse.wheel(0, 700)
+        page.wait_for_timeout(250)
+    card = card.first  # `loss` may also title another section's chart; the first is the top-level train/ one
+    _see(page, shots, "metric-chart", f"a chart titled {metric!r}", lambda: expect(card).to_be_visible(**t))
     card.scroll_into_view_if_needed()  # charts below the fold may wait to draw until seen
     line = card.locator(".js-plotly-plot path.js-line").first  # Plotly's trace: `M x,y L x,y ...`
     _see(page, shots, "metric-chart", f"a plotted line (two or more points) in the {metric!r} chart",
