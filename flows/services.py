@@ -197,6 +197,7 @@ class Services:
         if cfg.mlflow.s3_endpoint_url:
             mlflow_env["MLFLOW_S3_ENDPOINT_URL"] = cfg.mlflow.s3_endpoint_url
         prefect_env = {"PREFECT_HOME": str(self.root / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                       "PREFECT_UI_API_URL": self.prefect_api,  # the UI's own calls: this server, not :4200
                        "PREFECT_SERVER_DATABASE_CONNECTION_URL":
                            self.database_url(cfg.postgres.prefect_database, "postgresql+asyncpg")}
         # the store URIs carry the password: environment only, never the command line (`ps` shows that to all)
